@@ -1,0 +1,226 @@
+"""Photos, their face crops, votes, reports and player profiles.
+
+Consensus fields on Photo are a cache of `labeling.consensus.compute_consensus(votes)`; they are
+written only by `labeling.services` (and can be rebuilt by `manage.py recompute_consensus`).
+"""
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+def _random_name(folder: str, ext: str) -> str:
+    token = uuid.uuid4().hex
+    return f"{folder}/{token[:2]}/{token}.{ext}"
+
+
+def original_upload_to(instance, filename):  # noqa: ARG001 - the user's file name is never used
+    return _random_name("originals", "jpg")
+
+
+def face_upload_to(instance, filename):  # noqa: ARG001
+    return _random_name("faces", "jpg")
+
+
+AGE_VALIDATORS = [MinValueValidator(0), MaxValueValidator(100)]
+
+
+class PlayerKind(models.TextChoices):
+    HUMAN = "human", "Human player"
+    SIMULATED = "simulated", "Simulated player (crowd simulator)"
+    IMPORTED = "imported", "Imported rater (existing dataset)"
+    MODEL = "model", "Model player"
+
+
+class Gender(models.TextChoices):
+    UNSPECIFIED = "", "Prefer not to say"
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+
+
+class PlayerProfile(models.Model):
+    """What the game and the export need to know about a player beyond the auth user."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    kind = models.CharField(max_length=16, choices=PlayerKind.choices, default=PlayerKind.HUMAN, db_index=True)
+    birth_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    gender = models.CharField(max_length=8, choices=Gender.choices, blank=True, default="")
+    # Set when most of the player's recent votes were dropped as outliers; staff review these.
+    flagged_outlier = models.BooleanField(default=False, db_index=True)
+    flagged_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.user} ({self.kind})"
+
+    @property
+    def counts_for_consensus(self) -> bool:
+        return self.kind != PlayerKind.MODEL
+
+    @property
+    def earns_points(self) -> bool:
+        return self.kind in (PlayerKind.HUMAN, PlayerKind.MODEL)
+
+
+class PhotoStatus(models.TextChoices):
+    ACTIVE = "active", "In the voting pool"
+    HIDDEN = "hidden", "Hidden by staff"
+    DELETED = "deleted", "Deleted by its uploader"
+
+
+class PhotoSource(models.TextChoices):
+    UPLOAD = "upload", "Uploaded by a player"
+    IMPORT = "import", "Imported from a dataset"
+
+
+class Split(models.TextChoices):
+    NONE = "", "Not exported yet"
+    TRAIN = "train", "train"
+    VALID = "valid", "valid"
+    TEST = "test", "test"
+
+
+class Photo(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
+    source = models.CharField(max_length=8, choices=PhotoSource.choices, default=PhotoSource.UPLOAD)
+    # For idempotent imports: "<dataset>:<file name>"; empty for uploads.
+    import_key = models.CharField(max_length=255, blank=True, default="")
+    image = models.ImageField(upload_to=original_upload_to, width_field="width", height_field="height")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    face_image = models.ImageField(upload_to=face_upload_to)
+    # Face found in `image` (after the user's crop): box [x, y, w, h], landmarks, confidence, rotation.
+    face = models.JSONField(default=dict)
+    real_age = models.PositiveSmallIntegerField(validators=AGE_VALIDATORS)
+    date_taken = models.DateField(null=True, blank=True)
+    consent = models.BooleanField(default=False)
+    show_real_age = models.BooleanField(default=True, help_text="Show the real age to voters after they guess.")
+    status = models.CharField(max_length=8, choices=PhotoStatus.choices, default=PhotoStatus.ACTIVE, db_index=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    is_simulated = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Consensus cache (all votes that count, i.e. not the model's).
+    n_votes = models.PositiveIntegerField(default=0)
+    n_kept = models.PositiveIntegerField(default=0)
+    apparent_age = models.FloatField(null=True, blank=True)
+    apparent_age_std = models.FloatField(null=True, blank=True)
+    apparent_age_se = models.FloatField(null=True, blank=True)
+    # Random key for "which photo next": a range scan from a random point instead of ORDER BY random().
+    shuffle_key = models.FloatField(default=0.0)
+
+    split = models.CharField(max_length=5, choices=Split.choices, blank=True, default=Split.NONE, db_index=True)
+
+    # The active model's predictions (modeling app).
+    predicted_apparent_age = models.FloatField(null=True, blank=True)
+    predicted_real_age = models.FloatField(null=True, blank=True)
+    predicted_by = models.ForeignKey(
+        "modeling.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "n_kept", "shuffle_key"], name="photo_next_idx"),
+            models.Index(fields=["owner", "status"], name="photo_owner_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["import_key"], condition=~Q(import_key=""), name="photo_import_key_unique"),
+            models.CheckConstraint(condition=Q(real_age__gte=0) & Q(real_age__lte=100), name="photo_real_age_range"),
+        ]
+
+    def __str__(self):
+        return f"Photo {self.pk} (real {self.real_age})"
+
+    @property
+    def is_visible(self) -> bool:
+        return self.status == PhotoStatus.ACTIVE
+
+
+class Vote(models.Model):
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="votes")
+    voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes")
+    age = models.PositiveSmallIntegerField(validators=AGE_VALIDATORS)
+    # Copied from the voter's profile when cast: model votes never count toward consensus.
+    voter_kind = models.CharField(max_length=16, choices=PlayerKind.choices, default=PlayerKind.HUMAN)
+    # Whether the current consensus keeps this vote (outlier rule); maintained with the consensus.
+    kept = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["photo", "voter"], name="one_vote_per_player_per_photo"),
+            models.CheckConstraint(condition=Q(age__gte=0) & Q(age__lte=100), name="vote_age_range"),
+        ]
+        indexes = [models.Index(fields=["voter", "-created_at"], name="vote_voter_recent_idx")]
+
+    def __str__(self):
+        return f"{self.voter} says {self.age} on photo {self.photo_id}"
+
+    @property
+    def counts_for_consensus(self) -> bool:
+        return self.voter_kind != PlayerKind.MODEL
+
+
+class PhotoReport(models.Model):
+    class Reason(models.TextChoices):
+        NOT_A_FACE = "not_a_face", "No face, or not a real person"
+        SEVERAL_PEOPLE = "several", "More than one person"
+        WRONG_AGE = "wrong_age", "The real age looks wrong"
+        OFFENSIVE = "offensive", "Offensive or inappropriate"
+        PRIVACY = "privacy", "Shared without permission"
+        OTHER = "other", "Something else"
+
+    photo = models.ForeignKey(Photo, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    comment = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.CharField(max_length=16, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["photo", "reporter"], name="one_report_per_player_per_photo")]
+
+    def __str__(self):
+        return f"Report on photo {self.photo_id}: {self.reason}"
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class DatasetExport(models.Model):
+    """One APPA-REAL-style export: who asked, when, what it holds, where the zip is."""
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="exports"
+    )
+    name = models.CharField(max_length=100, default="appareal")
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=ExportStatus.choices, default=ExportStatus.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0)
+    # Path of the zip relative to settings.PRIVATE_ROOT.
+    file = models.CharField(max_length=255, blank=True, default="")
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Export {self.pk} ({self.status})"

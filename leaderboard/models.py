@@ -1,0 +1,1 @@
+"""Points, leaderboards and friendships (issue 4)."""
