@@ -1,3 +1,17 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns = []
+from appareal_site.auth_api import TokenView
+from labeling.views import api_photos
+from labeling.views.voting import NextPhotoView, PhotoVotesView
+
+urlpatterns = [
+    path("auth/token/", TokenView.as_view(), name="api-token"),
+    # Uploads and moderation (foundation).
+    path("photos/", api_photos.PhotoListCreateView.as_view(), name="api-photos"),
+    path("photos/<int:pk>/reports/", api_photos.PhotoReportView.as_view(), name="api-photo-reports"),
+    path("photos/<int:pk>/moderation/", api_photos.PhotoModerationView.as_view(), name="api-photo-moderation"),
+    # The game (issue 4).
+    path("photos/next/", NextPhotoView.as_view(), name="api-photo-next"),
+    path("photos/<int:pk>/", api_photos.PhotoResourceView.as_view(), name="api-photo-detail"),
+    path("photos/<int:pk>/votes/", PhotoVotesView.as_view(), name="api-photo-votes"),
+]

@@ -87,7 +87,7 @@ class Photo(models.Model):
     source = models.CharField(max_length=8, choices=PhotoSource.choices, default=PhotoSource.UPLOAD)
     # For idempotent imports: "<dataset>:<file name>"; empty for uploads.
     import_key = models.CharField(max_length=255, blank=True, default="")
-    image = models.ImageField(upload_to=original_upload_to, width_field="width", height_field="height")
+    image = models.ImageField(upload_to=original_upload_to)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     face_image = models.ImageField(upload_to=face_upload_to)

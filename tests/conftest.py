@@ -19,6 +19,12 @@ def _isolated_media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Argon2 is the production hasher (tested on its own); tests create many users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     """Rate limits live in the cache; start every test with a clean one."""
     from django.core.cache import cache
@@ -42,3 +48,67 @@ def shared_data():
 def media_files(root) -> list[Path]:
     root = Path(root)
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def pytest_configure(config):
+    """Tasks run in-process unless a test starts a real worker (see `celery_worker_process`)."""
+    from appareal_site.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """A real `celery worker` process on the configured broker, sharing the test database."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    from appareal_site.celery import app
+
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not broker.startswith("redis://"):
+        pytest.skip("CELERY_BROKER_URL is not a Redis URL: no real worker to start (CI sets it)")
+    db = connection.settings_dict
+    env = dict(os.environ)
+    if connection.vendor == "postgresql":
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    else:
+        pytest.skip("a worker process cannot share an in-memory SQLite test database; run with DATABASE_URL")
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
+    env["PRIVATE_ROOT"] = str(settings.PRIVATE_ROOT)
+    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    app.conf.task_always_eager = False
+    app.control.purge()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "appareal_site", "worker", "-Q", "default,gpu", "-P", "solo",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"pytest-{os.getpid()}@%h",
+         "--loglevel", "INFO"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if worker.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{worker.stdout.read()}")
+            try:
+                if app.control.ping(timeout=1.0):
+                    break
+            except Exception:  # noqa: BLE001 - broker still starting
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("celery worker did not answer a ping within 60 s")
+        yield worker
+    finally:
+        app.conf.task_always_eager = True
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()

@@ -79,7 +79,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('source', models.CharField(choices=[('upload', 'Uploaded by a player'), ('import', 'Imported from a dataset')], default='upload', max_length=8)),
                 ('import_key', models.CharField(blank=True, default='', max_length=255)),
-                ('image', models.ImageField(height_field='height', upload_to=labeling.models.original_upload_to, width_field='width')),
+                ('image', models.ImageField(upload_to=labeling.models.original_upload_to)),
                 ('width', models.PositiveIntegerField(default=0)),
                 ('height', models.PositiveIntegerField(default=0)),
                 ('face_image', models.ImageField(upload_to=labeling.models.face_upload_to)),

@@ -1,0 +1,89 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from labeling.models import DatasetExport, Photo, PhotoReport, PhotoStatus, PlayerProfile, Vote
+from labeling.services import moderation
+
+
+@admin.register(PlayerProfile)
+class PlayerProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "kind", "birth_year", "gender", "flagged_outlier"]
+    list_filter = ["kind", "flagged_outlier", "gender"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]
+
+
+class ReportInline(admin.TabularInline):
+    model = PhotoReport
+    extra = 0
+    fields = ["reporter", "reason", "comment", "created_at", "resolved_at", "resolution"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Photo)
+class PhotoAdmin(admin.ModelAdmin):
+    list_display = ["id", "thumbnail", "owner", "real_age", "apparent_age", "n_votes", "n_kept", "status", "split", "source", "created_at"]
+    list_filter = ["status", "source", "split", "is_simulated", "consent"]
+    search_fields = ["owner__username", "import_key"]
+    raw_id_fields = ["owner", "predicted_by"]
+    readonly_fields = ["thumbnail", "n_votes", "n_kept", "apparent_age", "apparent_age_std", "apparent_age_se", "face", "width", "height"]
+    inlines = [ReportInline]
+    actions = ["hide_photos", "restore_photos"]
+
+    @admin.display(description="face")
+    def thumbnail(self, photo):
+        if not photo.face_image:
+            return ""
+        return format_html('<img src="{}" width="64" height="64" alt="">', photo.face_image.url)
+
+    @admin.action(description="Hide from voters")
+    def hide_photos(self, request, queryset):
+        for photo_id in queryset.values_list("pk", flat=True):
+            moderation.hide_photo(staff_user=request.user, photo_id=photo_id)
+        self.message_user(request, f"Hid {queryset.count()} photo(s).", messages.SUCCESS)
+
+    @admin.action(description="Restore to the game")
+    def restore_photos(self, request, queryset):
+        restored = 0
+        for photo_id in queryset.exclude(status=PhotoStatus.DELETED).values_list("pk", flat=True):
+            moderation.restore_photo(staff_user=request.user, photo_id=photo_id)
+            restored += 1
+        self.message_user(request, f"Restored {restored} photo(s); deleted photos stay deleted.", messages.SUCCESS)
+
+
+@admin.register(PhotoReport)
+class PhotoReportAdmin(admin.ModelAdmin):
+    """The review queue: open reports first."""
+
+    list_display = ["photo", "reason", "reporter", "created_at", "resolved_at", "resolution"]
+    list_filter = [("resolved_at", admin.EmptyFieldListFilter), "reason"]
+    raw_id_fields = ["photo", "reporter", "resolved_by"]
+    ordering = ["resolved_at", "-created_at"]
+    actions = ["hide_reported_photos", "dismiss"]
+
+    @admin.action(description="Hide the reported photos")
+    def hide_reported_photos(self, request, queryset):
+        for photo_id in set(queryset.values_list("photo_id", flat=True)):
+            moderation.hide_photo(staff_user=request.user, photo_id=photo_id)
+        self.message_user(request, "Photos hidden.", messages.SUCCESS)
+
+    @admin.action(description="Dismiss these reports")
+    def dismiss(self, request, queryset):
+        for photo_id in set(queryset.values_list("photo_id", flat=True)):
+            moderation.dismiss_reports(staff_user=request.user, photo_id=photo_id)
+        self.message_user(request, "Reports dismissed.", messages.SUCCESS)
+
+
+@admin.register(Vote)
+class VoteAdmin(admin.ModelAdmin):
+    list_display = ["photo", "voter", "age", "voter_kind", "kept", "created_at"]
+    list_filter = ["voter_kind", "kept"]
+    raw_id_fields = ["photo", "voter"]
+
+
+@admin.register(DatasetExport)
+class DatasetExportAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "status", "progress", "requested_by", "created_at", "finished_at", "size_bytes"]
+    list_filter = ["status"]
+    readonly_fields = ["counts", "sha256", "file", "size_bytes", "error"]

@@ -1,0 +1,97 @@
+"""Who may do what: anonymous / player / other player / staff against the endpoints, and no 500 anywhere."""
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from labeling.models import Photo, PhotoStatus
+from tests.factories import make_photo, make_user
+
+pytestmark = pytest.mark.django_db
+
+ANON, OWNER, OTHER, STAFF = "anonymous", "owner", "other player", "staff"
+
+
+@pytest.fixture
+def people():
+    owner, other, staff = make_user("owner"), make_user("other"), make_user("staffer", staff=True)
+    return {OWNER: owner, OTHER: other, STAFF: staff}
+
+
+def client_for(role, people):
+    client = APIClient()
+    if role != ANON:
+        client.force_login(people[role])
+    return client
+
+
+# (method, path template, data, expected status per role). {pk} is the owner's photo.
+MATRIX = [
+    ("get", "/", None, {ANON: 200, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/upload/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/my/photos/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/profile/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/staff/moderation/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
+    ("post", "/staff/moderation/{pk}/", {"action": "hide"}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
+    ("get", "/admin/labeling/photo/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
+    ("get", "/api/photos/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("post", "/api/photos/{pk}/moderation/", {"action": "hide"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/photos/{pk}/reports/", {"reason": "other"}, {ANON: 401, OWNER: 403, OTHER: 201, STAFF: 201}),
+    ("get", "/api/schema/", None, {ANON: 200, OWNER: 200, OTHER: 200, STAFF: 200}),
+]
+
+
+@pytest.mark.parametrize("method,template,data,expected", MATRIX, ids=[f"{m} {t}" for m, t, _, _ in MATRIX])
+@pytest.mark.parametrize("role", [ANON, OWNER, OTHER, STAFF])
+def test_access(people, role, method, template, data, expected):
+    photo = make_photo(people[OWNER])
+    response = getattr(client_for(role, people), method)(template.format(pk=photo.pk), data or {})
+    assert response.status_code == expected[role], (role, template, response.content[:300])
+    if template.startswith("/staff/moderation/{pk}") and role != STAFF:
+        assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.ACTIVE
+
+
+@pytest.mark.parametrize("role", [ANON, OWNER, OTHER, STAFF])
+def test_delete_photo_only_by_owner(people, role):
+    photo = make_photo(people[OWNER])
+    client = client_for(role, people)
+    client.post(f"/my/photos/{photo.pk}/delete/")
+    expected = PhotoStatus.DELETED if role == OWNER else PhotoStatus.ACTIVE
+    assert Photo.objects.get(pk=photo.pk).status == expected
+
+
+def _all_paths(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        pattern = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _all_paths(entry, pattern)
+        elif isinstance(entry, URLPattern):
+            yield pattern
+
+
+def _concrete(pattern: str, pk: int) -> str | None:
+    if pattern.startswith("admin/") or "(?P" in pattern or "^" in pattern:
+        return None
+    path = re.sub(r"<int:\w+>", str(pk), pattern)
+    path = re.sub(r"<(?:str|slug):\w+>", "x", path)
+    if "<" in path:
+        return None
+    return "/" + path
+
+
+@pytest.mark.parametrize("role", [ANON, OTHER, STAFF])
+def test_no_url_gives_500(people, role):
+    """GET and an empty POST on every route, as every kind of visitor: never a server error."""
+    photo = make_photo(people[OWNER])
+    client = client_for(role, people)
+    client.raise_request_exception = False
+    paths = sorted({p for p in (_concrete(raw, photo.pk) for raw in _all_paths()) if p})
+    assert len(paths) > 10
+    for path in paths:
+        if "logout" in path:
+            continue
+        for method in ("get", "post"):
+            response = getattr(client, method)(path)
+            assert response.status_code < 500, (role, method, path, response.status_code)
