@@ -1,0 +1,252 @@
+"""Dataset exports: record a request, queue it, and build the APPA-REAL zip.
+
+The zip is written by the pure `labeling.export_writer`; this module only feeds it photos and votes
+from the database, in photo-id order, as a merge of two streaming queries, so memory stays
+constant however many votes there are.  The consensus is recomputed from exactly the votes that go
+into the file (`labeling.consensus`), so gt_avg_*.csv always agrees with gt_*.csv, even when
+simulated votes are left out or a vote arrived after the cache was updated.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.consensus import ConsensusRule, compute_consensus
+from labeling.export_writer import ExportPhoto, ExportVote, ExportWriter, sha256_of
+from labeling.models import DatasetExport, ExportStatus, Photo
+from labeling.selectors import exports as selectors
+from labeling.splits import PROPORTIONS, assign_splits
+
+logger = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROGRESS_EVERY_S = 1.0
+HISTOGRAM_BIN_YEARS = 5
+
+
+class ExportRejected(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def clean_options(*, name="appareal", include_simulated=False, include_dropped=False, min_kept_votes=None,
+                  photo_ids=None) -> dict:
+    """Validated export options, or ExportRejected naming the bad field."""
+    name = (name or "appareal").strip()
+    if not NAME_RE.match(name):
+        raise ExportRejected("name", "Use 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit).")
+    if min_kept_votes in (None, ""):
+        min_kept_votes = settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"]
+    try:
+        min_kept_votes = int(min_kept_votes)
+    except (TypeError, ValueError):
+        raise ExportRejected("min_kept_votes", "Enter a whole number of votes.") from None
+    if not 1 <= min_kept_votes <= 10_000:
+        raise ExportRejected("min_kept_votes", "The minimum number of kept votes must be between 1 and 10000.")
+    options = {
+        "name": name,
+        "include_simulated": bool(include_simulated),
+        "include_dropped": bool(include_dropped),
+        "min_kept_votes": min_kept_votes,
+    }
+    if photo_ids is not None:
+        options["photo_ids"] = sorted({int(pk) for pk in photo_ids})
+    return options
+
+
+def request_export(*, user, **options) -> DatasetExport:
+    """Record an export and queue it on the default Celery queue; the caller checked permissions."""
+    options = clean_options(**options)
+    export = DatasetExport.objects.create(requested_by=user, name=options["name"], options=options)
+    transaction.on_commit(lambda: _queue(export.pk))
+    return export
+
+
+def _queue(export_id: int) -> None:
+    from labeling.tasks import run_export_task
+
+    try:
+        run_export_task.delay(export_id)
+    except Exception as exc:  # noqa: BLE001 - a broker outage must show on the record, not vanish
+        logger.exception("could not queue export %s", export_id)
+        DatasetExport.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
+            status=ExportStatus.FAILED, error=f"Could not queue the export: {exc}", finished_at=timezone.now()
+        )
+
+
+def assign_missing_splits(photos) -> int:
+    """Give a split to the photos of `photos` that have none; never change an existing one.
+
+    The update is conditional on the split still being empty, so two exports racing here both
+    keep whichever value landed first (and they compute the same values anyway).
+    """
+    new = list(photos.filter(split="").values_list("pk", "real_age"))
+    if not new:
+        return 0
+    assignment = assign_splits(new, selectors.split_counts_by_band(), PROPORTIONS)
+    by_split: dict[str, list[int]] = {}
+    for pk, split in assignment.items():
+        by_split.setdefault(split, []).append(pk)
+    changed = 0
+    for split, ids in by_split.items():
+        for start in range(0, len(ids), 1000):
+            changed += Photo.objects.filter(pk__in=ids[start:start + 1000], split="").update(split=split)
+    return changed
+
+
+def _worker_age(birth_year, voted_at) -> int | None:
+    if not birth_year:
+        return None
+    age = voted_at.year - int(birth_year)
+    return age if 0 <= age <= 120 else None
+
+
+def _grouped_votes(votes) -> Iterator[tuple[int, list[tuple]]]:
+    rows = votes.values_list(
+        "photo_id", "age", "created_at", "voter__profile__birth_year", "voter__profile__gender"
+    ).iterator(chunk_size=5000)
+    current, bucket = None, []
+    for row in rows:
+        if row[0] != current:
+            if current is not None:
+                yield current, bucket
+            current, bucket = row[0], []
+        bucket.append(row[1:])
+    if current is not None:
+        yield current, bucket
+
+
+def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
+                     progress: Callable[[float], None] | None = None) -> dict:
+    """Write the zip for `options` to `path`; return the counts.  Removes `path` on failure."""
+    rule = ConsensusRule.from_settings(settings.APPAREAL)
+    min_kept = options["min_kept_votes"]
+    include_simulated = options.get("include_simulated", False)
+    photos = selectors.exportable_photos(
+        min_kept_votes=min_kept, include_simulated=include_simulated, photo_ids=options.get("photo_ids")
+    )
+    assign_missing_splits(photos)
+    total = photos.count()
+    votes = _grouped_votes(selectors.export_votes(photos, include_simulated=include_simulated))
+    pending = next(votes, None)
+    skipped = {"too_few_kept_votes": 0, "missing_files": 0}
+    histogram = [0] * (100 // HISTOGRAM_BIN_YEARS + 1)
+    abs_err_sum, abs_err_n = 0.0, 0
+    last_report = time.monotonic()
+    fields = {
+        "Photos included": (f"consent given, in the voting pool (not hidden or deleted), at least {min_kept} kept "
+                            "votes" + (", only the photos picked by staff" if options.get("photo_ids") else "")),
+        "Simulated photos and votes": "included (asked for)" if include_simulated else "excluded",
+        "Model votes": "never included",
+        "Consensus rule": (f"with >= {rule.min_votes} votes, drop every vote farther from the median than "
+                           f"max({rule.mad_k:g} x 1.4826 x MAD, {rule.min_years:g} years); apparent age = mean "
+                           "of the kept votes"),
+        "Split": ("stratified by real age (5-year bands) in the APPA-REAL proportions 4113:1500:1978; "
+                  "assigned once per photo, stable across exports"),
+        "Dropped votes file": "included" if options.get("include_dropped") else "not included",
+    }
+    with ExportWriter(path, name=options["name"], created_at=created_at,
+                      include_dropped=options.get("include_dropped", False)) as writer:
+        rows = photos.values_list("pk", "split", "real_age", "image", "face_image").iterator(chunk_size=2000)
+        for done, (pk, split, real_age, image, face_image) in enumerate(rows, start=1):
+            # Merge join: skip votes of photos that are not (or no longer) in the photo stream.
+            while pending is not None and pending[0] < pk:
+                pending = next(votes, None)
+            raw = []
+            if pending is not None and pending[0] == pk:
+                raw = pending[1]
+                pending = next(votes, None)
+            consensus = compute_consensus([r[0] for r in raw], rule)
+            if consensus.n_kept < min_kept:
+                skipped["too_few_kept_votes"] += 1
+                continue
+            image_path, face_path = default_storage.path(image), default_storage.path(face_image)
+            if not (os.path.isfile(image_path) and os.path.isfile(face_path)):
+                logger.warning("export: photo %s has no file on disk; left out", pk)
+                skipped["missing_files"] += 1
+                continue
+            writer.add(ExportPhoto(
+                file_name=f"{pk:06d}.jpg",
+                split=split,
+                image_path=image_path,
+                face_path=face_path,
+                real_age=real_age,
+                votes=tuple(
+                    ExportVote(age=age, worker_age=_worker_age(birth_year, voted_at), worker_gender=gender or "",
+                               kept=keep)
+                    for (age, voted_at, birth_year, gender), keep in zip(raw, consensus.kept)
+                ),
+                apparent_age=consensus.apparent_age,
+                apparent_age_std=consensus.std,
+            ))
+            histogram[min(int(consensus.apparent_age // HISTOGRAM_BIN_YEARS), len(histogram) - 1)] += 1
+            abs_err_sum += abs(consensus.apparent_age - real_age)
+            abs_err_n += 1
+            if progress and time.monotonic() - last_report >= PROGRESS_EVERY_S:
+                progress(min(0.99, done / max(total, 1)))
+                last_report = time.monotonic()
+        summary = writer.finish(fields)
+    counts = summary.as_dict()
+    counts["skipped"] = skipped
+    counts["apparent_age_histogram"] = {"bin_years": HISTOGRAM_BIN_YEARS, "counts": histogram}
+    counts["real_age_as_predictor_mae"] = round(abs_err_sum / abs_err_n, 4) if abs_err_n else None
+    return counts
+
+
+def run_export(export_id: int, *, on_progress: Callable[[float], None] | None = None) -> DatasetExport:
+    """Build one recorded export.  Never raises for a failed build: the record says what went wrong."""
+    started = timezone.now()
+    # Claim the record: a redelivered task (acks_late) or a second worker finds it taken and stops.
+    claimed = DatasetExport.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
+        status=ExportStatus.RUNNING, started_at=started, progress=0.0, error=""
+    )
+    export = DatasetExport.objects.get(pk=export_id)
+    if not claimed:
+        return export
+    relative = f"exports/{export.pk:06d}-{export.name}.zip"
+    final = Path(settings.PRIVATE_ROOT) / relative
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(final.name + ".part")
+
+    def progress(fraction: float) -> None:
+        DatasetExport.objects.filter(pk=export.pk).update(progress=round(fraction, 3))
+        if on_progress:
+            on_progress(fraction)
+
+    options = {"name": export.name, "min_kept_votes": settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"], **export.options}
+    try:
+        counts = build_export_zip(str(partial), options, created_at=started, progress=progress)
+        sha = sha256_of(str(partial))
+        os.replace(partial, final)
+    except Exception as exc:  # noqa: BLE001 - recorded on the export, shown on the page
+        logger.exception("export %s failed", export.pk)
+        partial.unlink(missing_ok=True)
+        DatasetExport.objects.filter(pk=export.pk).update(
+            status=ExportStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
+    else:
+        DatasetExport.objects.filter(pk=export.pk).update(
+            status=ExportStatus.SUCCEEDED, progress=1.0, file=relative, size_bytes=final.stat().st_size,
+            sha256=sha, counts=counts, finished_at=timezone.now(),
+        )
+    export.refresh_from_db()
+    return export
+
+
+def export_now(*, user=None, on_progress=None, **options) -> DatasetExport:
+    """Record and build an export in this process (the management command and tests)."""
+    options = clean_options(**options)
+    export = DatasetExport.objects.create(requested_by=user, name=options["name"], options=options)
+    return run_export(export.pk, on_progress=on_progress)

@@ -1,0 +1,10 @@
+"""Celery tasks of the labeling app: thin wrappers that call one service."""
+from celery import shared_task
+
+
+@shared_task(name="labeling.run_export", queue="default", ignore_result=True)
+def run_export_task(export_id: int) -> None:
+    """Build a recorded dataset export; progress and outcome are saved on its DatasetExport row."""
+    from labeling.services.exports import run_export
+
+    run_export(export_id)
