@@ -52,8 +52,9 @@ def svg_with_script() -> bytes:
 
 
 def png16_portrait() -> bytes:
-    grey = np.asarray(portrait().convert("L"), dtype=np.uint16) * 257
-    return _encode(Image.fromarray(grey, mode="I;16"), "PNG")
+    grey = (np.asarray(portrait().convert("L"), dtype=np.uint16) * 257).astype("<u2")
+    image = Image.frombytes("I;16", grey.shape[::-1], grey.tobytes())
+    return _encode(image, "PNG")
 
 
 def cmyk_jpeg_portrait() -> bytes:
