@@ -11,9 +11,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Reinstall only when pyproject.toml changed since the last install.
+# Reinstall only when pyproject.toml changed since the last install. The pinned dependencies
+# (runtime + test) are read straight from pyproject.toml; the project itself is not a package.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --progress-bar on -e ".[test]"
+	$(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > $(VENV)/requirements.txt
+	$(PY) -m pip install --progress-bar on -r $(VENV)/requirements.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
