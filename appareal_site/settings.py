@@ -160,7 +160,7 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 # Exports and model files live beside the media, but are never served by MEDIA_URL.
-PRIVATE_ROOT = Path(os.environ.get("PRIVATE_ROOT", MEDIA_ROOT / "private"))
+PRIVATE_ROOT = Path(os.environ.get("PRIVATE_ROOT", BASE_DIR / "private"))
 
 SITE_ID = 1
 

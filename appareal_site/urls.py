@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -18,3 +20,6 @@ urlpatterns = [
     path("", include("leaderboard.urls")),
     path("", include("modeling.urls")),
 ]
+
+# Development only (DEBUG): Django serves the uploaded media; in production the proxy does.
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
