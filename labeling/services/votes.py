@@ -1,0 +1,340 @@
+"""Casting votes and keeping each photo's consensus, kept flags and scores up to date.
+
+What each kind of voter's vote does:
+
+| voter kind | counts toward consensus | scored / earns points | on boards |
+|------------|-------------------------|-----------------------|-----------|
+| human      | yes                     | yes                   | yes       |
+| simulated  | yes                     | no                    | no        |
+| imported   | yes                     | no                    | no        |
+| model      | no                      | yes                   | yes       |
+
+Concurrency: every write to a photo's votes takes the photo's row lock first (SELECT ... FOR
+UPDATE), so the votes on one photo are serialised: each transaction sees all earlier votes, the
+cached consensus is always the consensus of all counting votes, and vote ids on a photo grow in the
+order the votes were cast (which `labeling.scoring` relies on).
+
+Bulk writers (dataset importer, crowd simulator) insert votes directly and then call
+`refresh_consensus(photo_id)` once per photo.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from labeling.consensus import Consensus, ConsensusRule, compute_consensus
+from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
+from labeling.scoring import ScoringVote, settle_scores, votes_still_needed
+from leaderboard.models import PointsAward
+from leaderboard.services import EARNING_KINDS, record_awards, vote_award
+
+MIN_AGE, MAX_AGE = 0, 100
+
+
+class VoteRejected(Exception):
+    """A vote that is not stored; `status_code` is the HTTP status the API answers with."""
+
+    status_code = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidAge(VoteRejected):
+    status_code = 400
+
+
+class OwnPhoto(VoteRejected):
+    status_code = 403
+
+
+class PhotoNotFound(VoteRejected):
+    status_code = 404
+
+
+class AlreadyVoted(VoteRejected):
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    vote: Vote
+    photo: Photo  # with the consensus after this vote
+    earns_points: bool
+    points: int | None  # this vote's points; None while pending or when the voter earns none
+    votes_needed: int | None  # while pending: how many more kept votes until it is scored
+    awards: list[PointsAward] = field(default_factory=list)  # every award this vote triggered
+
+    @property
+    def pending(self) -> bool:
+        return self.earns_points and self.points is None
+
+
+def consensus_rule() -> ConsensusRule:
+    return ConsensusRule.from_settings(settings.APPAREAL)
+
+
+def scoring_min_others() -> int:
+    return int(settings.APPAREAL["SCORING_MIN_OTHER_VOTES"])
+
+
+def counts_for_consensus(kind: str) -> bool:
+    return kind != PlayerKind.MODEL
+
+
+def validate_age(age) -> int:
+    """Whole years 0-100; bools, floats and strings are refused here (the API parses text first)."""
+    if isinstance(age, bool) or not isinstance(age, int):
+        raise InvalidAge("The age must be a whole number of years.")
+    if not MIN_AGE <= age <= MAX_AGE:
+        raise InvalidAge(f"The age must be between {MIN_AGE} and {MAX_AGE}.")
+    return age
+
+
+@dataclass
+class _PhotoVotes:
+    """One photo's votes in id order, as the consensus and scoring cores need them."""
+
+    ids: list[int]
+    voter_ids: list[int]
+    ages: list[int]
+    kinds: list[str]
+    kept: list[bool]
+    created: list
+    awarded: set[int]
+
+    @classmethod
+    def load(cls, photo_id: int) -> _PhotoVotes:
+        rows = (
+            Vote.objects.filter(photo_id=photo_id)
+            .order_by("id")
+            .annotate(awarded=Exists(PointsAward.objects.filter(vote_id=OuterRef("pk"))))
+            .values_list("id", "voter_id", "age", "voter_kind", "kept", "created_at", "awarded")
+        )
+        loaded = cls([], [], [], [], [], [], set())
+        for vote_id, voter_id, age, kind, kept, created, awarded in rows:
+            loaded.append(vote_id, voter_id, age, kind, kept, created)
+            if awarded:
+                loaded.awarded.add(vote_id)
+        return loaded
+
+    def append(self, vote_id, voter_id, age, kind, kept, created):
+        self.ids.append(vote_id)
+        self.voter_ids.append(voter_id)
+        self.ages.append(age)
+        self.kinds.append(kind)
+        self.kept.append(kept)
+        self.created.append(created)
+
+    def consensus(self, rule: ConsensusRule) -> tuple[Consensus, list[bool]]:
+        """The consensus of the counting votes, and every vote's kept flag (model votes: kept=False)."""
+        counting = [i for i, kind in enumerate(self.kinds) if counts_for_consensus(kind)]
+        consensus = compute_consensus([self.ages[i] for i in counting], rule)
+        flags = [False] * len(self.ids)
+        for i, keep in zip(counting, consensus.kept):
+            flags[i] = keep
+        return consensus, flags
+
+    def scoring_votes(self) -> list[ScoringVote]:
+        return [
+            ScoringVote(id=vote_id, age=age, counts=counts_for_consensus(kind), earns=kind in EARNING_KINDS)
+            for vote_id, age, kind in zip(self.ids, self.ages, self.kinds)
+        ]
+
+
+def _store_kept_flags(votes: _PhotoVotes, flags: list[bool], skip_last: bool = False) -> None:
+    """Writes only the flags that changed (usually none)."""
+    upto = len(votes.ids) - 1 if skip_last else len(votes.ids)
+    now_kept = [votes.ids[i] for i in range(upto) if flags[i] and not votes.kept[i]]
+    now_dropped = [votes.ids[i] for i in range(upto) if not flags[i] and votes.kept[i]]
+    if now_kept:
+        Vote.objects.filter(pk__in=now_kept).update(kept=True)
+    if now_dropped:
+        Vote.objects.filter(pk__in=now_dropped).update(kept=False)
+    for i in range(upto):
+        votes.kept[i] = flags[i]
+
+
+def _store_consensus(photo: Photo, consensus: Consensus) -> None:
+    photo.n_votes = consensus.n_votes
+    photo.n_kept = consensus.n_kept
+    photo.apparent_age = consensus.apparent_age
+    photo.apparent_age_std = consensus.std
+    photo.apparent_age_se = consensus.se
+    Photo.objects.filter(pk=photo.pk).update(
+        n_votes=photo.n_votes,
+        n_kept=photo.n_kept,
+        apparent_age=photo.apparent_age,
+        apparent_age_std=photo.apparent_age_std,
+        apparent_age_se=photo.apparent_age_se,
+    )
+
+
+def _score(photo: Photo, votes: _PhotoVotes, rule: ConsensusRule, check_from: int) -> list[PointsAward]:
+    """Awards every vote that just became scorable (see labeling.scoring for the rule)."""
+    position = {vote_id: i for i, vote_id in enumerate(votes.ids)}
+    awards = [
+        vote_award(
+            user_id=votes.voter_ids[position[s.vote_id]],
+            photo_id=photo.pk,
+            vote_id=s.vote_id,
+            points=s.points,
+            against=s.against,
+            awarded_at=votes.created[position[s.trigger_vote_id]],
+        )
+        for s in settle_scores(
+            votes.scoring_votes(),
+            rule=rule,
+            min_others=scoring_min_others(),
+            already_scored=votes.awarded,
+            check_from=check_from,
+        )
+    ]
+    record_awards(awards)
+    votes.awarded.update(a.vote_id for a in awards)
+    return awards
+
+
+def _flag_if_outlier(voter_id: int) -> None:
+    """Flags a player for staff when most of their recent votes are dropped by the outlier rule."""
+    window = int(settings.APPAREAL["OUTLIER_FLAG_WINDOW"])
+    share = float(settings.APPAREAL["OUTLIER_FLAG_SHARE"])
+    recent = list(
+        Vote.objects.filter(voter_id=voter_id).order_by("-created_at").values_list("kept", flat=True)[:window]
+    )
+    if len(recent) < window:
+        return
+    dropped = sum(1 for kept in recent if not kept)
+    if dropped / len(recent) > share:
+        PlayerProfile.objects.filter(user_id=voter_id, flagged_outlier=False).update(
+            flagged_outlier=True, flagged_at=timezone.now()
+        )
+
+
+def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
+    """Stores `voter`'s guess for the photo, updates its consensus and scores what became scorable.
+
+    One transaction under the photo's row lock. Raises InvalidAge (400), OwnPhoto (403),
+    PhotoNotFound (404: missing, hidden or deleted) or AlreadyVoted (409); nothing is written then.
+    """
+    age = validate_age(age)
+    profile = PlayerProfile.objects.filter(user_id=voter.pk).values_list("kind", "flagged_outlier").first()
+    kind, already_flagged = profile or (PlayerKind.HUMAN, False)
+    rule = consensus_rule()
+    try:
+        with transaction.atomic():
+            photo = Photo.objects.select_for_update().filter(pk=photo_id, status=PhotoStatus.ACTIVE).first()
+            if photo is None:
+                raise PhotoNotFound("No such photo in the voting pool.")
+            if photo.owner_id == voter.pk:
+                raise OwnPhoto("You cannot vote on your own photo.")
+            votes = _PhotoVotes.load(photo.pk)
+            if voter.pk in votes.voter_ids:
+                raise AlreadyVoted("You already voted on this photo; your first vote stands.")
+
+            vote = Vote(photo=photo, voter=voter, age=age, voter_kind=kind)
+            votes.append(None, voter.pk, age, kind, True, None)
+            consensus, flags = votes.consensus(rule)
+            vote.kept = flags[-1]
+            vote.save()
+            votes.ids[-1], votes.created[-1], votes.kept[-1] = vote.pk, vote.created_at, vote.kept
+
+            if counts_for_consensus(kind):
+                _store_kept_flags(votes, flags, skip_last=True)
+                _store_consensus(photo, consensus)
+            awards = _score(photo, votes, rule, check_from=len(votes.ids) - 1)
+            if counts_for_consensus(kind) and not already_flagged:
+                _flag_if_outlier(voter.pk)
+    except IntegrityError as exc:
+        # Only the one-vote-per-player constraint can fail here (a bulk writer bypassing the lock).
+        raise AlreadyVoted("You already voted on this photo; your first vote stands.") from exc
+
+    earns = kind in EARNING_KINDS
+    mine = next((a for a in awards if a.vote_id == vote.pk), None)
+    needed = None
+    if earns and mine is None:
+        needed = votes_still_needed(
+            votes.scoring_votes(), len(votes.ids) - 1, rule=rule, min_others=scoring_min_others()
+        )
+    return VoteOutcome(
+        vote=vote,
+        photo=photo,
+        earns_points=earns,
+        points=mine.points if mine else None,
+        votes_needed=needed,
+        awards=awards,
+    )
+
+
+def refresh_consensus(photo_id: int) -> Photo:
+    """Recomputes one photo from its counting votes: kept flags, consensus cache, and the scores of
+    votes that became scorable (already given points never change). For bulk writers."""
+    rule = consensus_rule()
+    with transaction.atomic():
+        photo = Photo.objects.select_for_update().get(pk=photo_id)
+        votes = _PhotoVotes.load(photo.pk)
+        consensus, flags = votes.consensus(rule)
+        _store_kept_flags(votes, flags)
+        _store_consensus(photo, consensus)
+        _score(photo, votes, rule, check_from=0)
+    return photo
+
+
+# --- vote rate limit: a token bucket per player, kept in the cache ---------------------------------
+
+
+def refill_bucket(tokens: float, last: float, now: float, *, rate: float, burst: float) -> tuple[bool, float, float]:
+    """Pure token-bucket step: (allowed, tokens left, seconds to wait when refused).
+
+    The bucket holds at most `burst` tokens and refills at `rate` per second; a vote takes one.
+    """
+    tokens = min(burst, tokens + max(0.0, now - last) * rate)
+    if tokens >= 1.0:
+        return True, tokens - 1.0, 0.0
+    return False, tokens, (1.0 - tokens) / rate
+
+
+# The same step inside Redis, so that all gunicorn workers share one atomic bucket per player.
+_REDIS_BUCKET = """
+local rate = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'last')
+local tokens = tonumber(state[1]); local last = tonumber(state[2])
+if tokens == nil then tokens = burst; last = now end
+if now > last then tokens = math.min(burst, tokens + (now - last) * rate) end
+local allowed = 0; local wait = 0
+if tokens >= 1 then tokens = tokens - 1; allowed = 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'last', tostring(math.max(now, last)))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return {allowed, tostring(wait)}
+"""
+
+
+def take_vote_token(user_id: int) -> float | None:
+    """Takes one vote token for the player: None when allowed, else the seconds to wait."""
+    import time
+
+    from django.core.cache import cache
+    from django.core.cache.backends.redis import RedisCache
+
+    rate = float(settings.APPAREAL["VOTE_RATE_PER_SECOND"])
+    burst = float(settings.APPAREAL["VOTE_RATE_BURST"])
+    if rate <= 0:
+        return None  # rate limit switched off
+    name = f"vote-bucket:{user_id}"
+    now = time.time()
+    if isinstance(cache, RedisCache):
+        # The Django cache API has no compare-and-set, so the bucket runs as one Lua script.
+        key = cache.make_and_validate_key(name)
+        client = cache._cache.get_client(key, write=True)
+        allowed, wait = client.eval(_REDIS_BUCKET, 1, key, rate, burst, now)
+        return None if int(allowed) else float(wait)
+    # Other caches (local memory in development): per process and not atomic, good enough there.
+    tokens, last = cache.get(name, (burst, now))
+    allowed, tokens, wait = refill_bucket(tokens, last, now, rate=rate, burst=burst)
+    cache.set(name, (tokens, max(now, last)), timeout=int(burst / rate) + 1)
+    return None if allowed else wait

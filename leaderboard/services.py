@@ -1,0 +1,392 @@
+"""Writes of the leaderboard app: points awards (ledger + running totals) and friendships.
+
+Who earns points: human players and the model player (`PlayerProfile.earns_points`); simulated
+and imported raters never do, so they never appear on a board.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from labeling.models import Photo, PhotoSource, PlayerKind, PlayerProfile
+
+from .models import AwardReason, FriendRequest, FriendRequestStatus, Friendship, PlayerTotal, PlayerWeekTotal, PointsAward
+
+EARNING_KINDS = frozenset({PlayerKind.HUMAN, PlayerKind.MODEL})
+
+
+def week_of(moment: dt.datetime) -> dt.date:
+    """Monday of the ISO week of `moment`, in UTC."""
+    day = moment.astimezone(dt.timezone.utc).date()
+    return day - dt.timedelta(days=day.weekday())
+
+
+def player_kind(user_id: int) -> str:
+    """The player's kind; a user without a profile (created outside sign-up) plays as a human."""
+    kind = PlayerProfile.objects.filter(user_id=user_id).values_list("kind", flat=True).first()
+    return kind or PlayerKind.HUMAN
+
+
+def _add_to_totals(awards: Iterable[PointsAward]) -> None:
+    """Adds awards to the running totals with upserts (atomic increments, no read-modify-write).
+
+    Rows are touched in user order so that concurrent transactions awarding overlapping players
+    take the row locks in the same order and cannot deadlock.
+    """
+    all_time: dict[int, int] = defaultdict(int)
+    weekly: dict[tuple[int, dt.date], int] = defaultdict(int)
+    for award in awards:
+        all_time[award.user_id] += award.points
+        weekly[(award.user_id, award.week)] += award.points
+    if not all_time:
+        return
+    total_table = PlayerTotal._meta.db_table
+    week_table = PlayerWeekTotal._meta.db_table
+    adapt = connection.ops.adapt_datefield_value
+    with connection.cursor() as cursor:
+        rows = sorted(all_time.items())
+        cursor.execute(
+            f"INSERT INTO {total_table} (user_id, points) VALUES {', '.join(['(%s, %s)'] * len(rows))} "
+            f"ON CONFLICT (user_id) DO UPDATE SET points = {total_table}.points + EXCLUDED.points",
+            [value for row in rows for value in row],
+        )
+        rows = sorted(weekly.items())
+        cursor.execute(
+            f"INSERT INTO {week_table} (user_id, week, points) VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+            f"ON CONFLICT (user_id, week) DO UPDATE SET points = {week_table}.points + EXCLUDED.points",
+            [value for (user_id, week), points in rows for value in (user_id, adapt(week), points)],
+        )
+
+
+def record_awards(awards: list[PointsAward]) -> list[PointsAward]:
+    """Stores new ledger rows and adds them to the totals. Call inside the transaction that earned them."""
+    if not awards:
+        return []
+    PointsAward.objects.bulk_create(awards)
+    _add_to_totals(awards)
+    return awards
+
+
+def vote_award(*, user_id: int, photo_id: int, vote_id: int, points: int, against: float, awarded_at: dt.datetime) -> PointsAward:
+    return PointsAward(
+        user_id=user_id,
+        reason=AwardReason.VOTE,
+        points=points,
+        photo_id=photo_id,
+        vote_id=vote_id,
+        scored_against=against,
+        awarded_at=awarded_at,
+        week=week_of(awarded_at),
+    )
+
+
+def upload_award(photo: Photo) -> PointsAward:
+    return PointsAward(
+        user_id=photo.owner_id,
+        reason=AwardReason.UPLOAD,
+        points=settings.APPAREAL["UPLOAD_POINTS"],
+        photo_id=photo.pk,
+        awarded_at=photo.created_at,
+        week=week_of(photo.created_at),
+    )
+
+
+def upload_earns_points(photo: Photo) -> bool:
+    return photo.source == PhotoSource.UPLOAD and player_kind(photo.owner_id) in EARNING_KINDS
+
+
+def award_upload_points(photo: Photo) -> PointsAward | None:
+    """+UPLOAD_POINTS for an upload accepted into the pool; idempotent (one award per photo, ever).
+
+    Returns the new award, or None when the photo earned nothing now (already awarded, an import,
+    or an uploader who does not earn points).
+    """
+    if not upload_earns_points(photo):
+        return None
+    if PointsAward.objects.filter(photo_id=photo.pk, reason=AwardReason.UPLOAD).exists():
+        return None
+    award = upload_award(photo)
+    try:
+        with transaction.atomic():  # a savepoint: losing a race to award the same upload is no error
+            record_awards([award])
+    except IntegrityError:
+        return None
+    return award
+
+
+# --- friendships -------------------------------------------------------------------------------
+
+
+class FriendshipError(Exception):
+    status_code = 400
+    field: str | None = None
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownPlayer(FriendshipError):
+    field = "username"
+
+
+class InvalidFriendRequest(FriendshipError):
+    field = "username"
+
+
+class FriendshipConflict(FriendshipError):
+    status_code = 409
+
+
+class FriendNotFound(FriendshipError):
+    status_code = 404
+
+
+def are_friends(user_id: int, other_id: int) -> bool:
+    return Friendship.objects.filter(user_id=user_id, friend_id=other_id).exists()
+
+
+def _befriend(a_id: int, b_id: int) -> None:
+    Friendship.objects.bulk_create(
+        [Friendship(user_id=a_id, friend_id=b_id), Friendship(user_id=b_id, friend_id=a_id)], ignore_conflicts=True
+    )
+
+
+@transaction.atomic
+def send_friend_request(*, from_user, username: str) -> FriendRequest:
+    """A request to the player called `username`. If they already asked me, this accepts theirs."""
+    username = (username or "").strip()
+    if not username:
+        raise InvalidFriendRequest("Give the username of the player to add.")
+    to_user = get_user_model().objects.filter(username__iexact=username, is_active=True).first()
+    if to_user is None:
+        raise UnknownPlayer(f"No player is called {username!r}.")
+    if to_user.pk == from_user.pk:
+        raise InvalidFriendRequest("You cannot befriend yourself.")
+    if are_friends(from_user.pk, to_user.pk):
+        raise FriendshipConflict(f"You and {to_user.username} are already friends.")
+    theirs = (
+        FriendRequest.objects.select_for_update()
+        .filter(from_user=to_user, to_user=from_user, status=FriendRequestStatus.PENDING)
+        .first()
+    )
+    if theirs is not None:
+        return _accept(theirs)
+    if FriendRequest.objects.filter(from_user=from_user, to_user=to_user, status=FriendRequestStatus.PENDING).exists():
+        raise FriendshipConflict(f"You already asked {to_user.username}; waiting for an answer.")
+    try:
+        with transaction.atomic():
+            return FriendRequest.objects.create(from_user=from_user, to_user=to_user)
+    except IntegrityError as exc:  # the same request sent twice at once
+        raise FriendshipConflict(f"You already asked {to_user.username}; waiting for an answer.") from exc
+
+
+def _pending_request_to(user, request_id: int) -> FriendRequest:
+    request = (
+        FriendRequest.objects.select_for_update()
+        .filter(pk=request_id, to_user=user, status=FriendRequestStatus.PENDING)
+        .first()
+    )
+    if request is None:
+        raise FriendNotFound("No pending friend request with this id was sent to you.")
+    return request
+
+
+def _accept(request: FriendRequest) -> FriendRequest:
+    request.status = FriendRequestStatus.ACCEPTED
+    request.responded_at = timezone.now()
+    request.save(update_fields=["status", "responded_at"])
+    _befriend(request.from_user_id, request.to_user_id)
+    return request
+
+
+@transaction.atomic
+def accept_friend_request(*, user, request_id: int) -> FriendRequest:
+    return _accept(_pending_request_to(user, request_id))
+
+
+@transaction.atomic
+def decline_friend_request(*, user, request_id: int) -> FriendRequest:
+    request = _pending_request_to(user, request_id)
+    request.status = FriendRequestStatus.DECLINED
+    request.responded_at = timezone.now()
+    request.save(update_fields=["status", "responded_at"])
+    return request
+
+
+@transaction.atomic
+def cancel_friend_request(*, user, request_id: int) -> FriendRequest:
+    request = (
+        FriendRequest.objects.select_for_update()
+        .filter(pk=request_id, from_user=user, status=FriendRequestStatus.PENDING)
+        .first()
+    )
+    if request is None:
+        raise FriendNotFound("No pending friend request with this id was sent by you.")
+    request.status = FriendRequestStatus.CANCELLED
+    request.responded_at = timezone.now()
+    request.save(update_fields=["status", "responded_at"])
+    return request
+
+
+@transaction.atomic
+def remove_friend(*, user, friend_id: int) -> None:
+    deleted, _ = Friendship.objects.filter(user_id=user.pk, friend_id=friend_id).delete()
+    Friendship.objects.filter(user_id=friend_id, friend_id=user.pk).delete()
+    if not deleted:
+        raise FriendNotFound("This player is not your friend.")
+
+
+# --- rebuilding the ledger from votes and uploads ------------------------------------------------
+
+
+@dataclass
+class LedgerReport:
+    photos: int = 0
+    votes: int = 0
+    awards_expected: int = 0
+    missing: int = 0  # awards the data earns that the ledger lacks
+    extra: int = 0  # ledger rows the data does not earn
+    changed: int = 0  # same vote/upload, different points, player or date
+    totals_differ: int = 0  # all-time total rows that disagree with the ledger
+    week_totals_differ: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def differences(self) -> int:
+        return self.missing + self.extra + self.changed + self.totals_differ + self.week_totals_differ
+
+    def note(self, text: str) -> None:
+        if len(self.examples) < 20:
+            self.examples.append(text)
+
+
+def _award_key(award) -> tuple:
+    return (award.user_id, award.reason, award.points, award.photo_id, award.vote_id, award.awarded_at, award.week)
+
+
+def _expected_awards_for_photos(photo_rows, rule, min_others) -> list[PointsAward]:
+    """Every award the votes and uploads of these photos earn (labeling.scoring, from scratch)."""
+    from itertools import groupby
+
+    from labeling.models import Vote
+    from labeling.scoring import ScoringVote, settle_scores
+
+    first, last = photo_rows[0][0], photo_rows[-1][0]
+    expected = []
+    earning_owners = set(
+        PlayerProfile.objects.filter(
+            user_id__in={owner for _, owner, source, _ in photo_rows if source == PhotoSource.UPLOAD},
+            kind__in=EARNING_KINDS,
+        ).values_list("user_id", flat=True)
+    )
+    # Owners without a profile play as humans (see player_kind).
+    profiled = set(
+        PlayerProfile.objects.filter(user_id__in={owner for _, owner, _, _ in photo_rows}).values_list("user_id", flat=True)
+    )
+    points = settings.APPAREAL["UPLOAD_POINTS"]
+    for pk, owner, source, created in photo_rows:
+        if source == PhotoSource.UPLOAD and (owner in earning_owners or owner not in profiled):
+            expected.append(
+                PointsAward(user_id=owner, reason=AwardReason.UPLOAD, points=points, photo_id=pk,
+                            awarded_at=created, week=week_of(created))
+            )
+    votes = (
+        Vote.objects.filter(photo_id__gte=first, photo_id__lte=last)
+        .order_by("photo_id", "id")
+        .values_list("photo_id", "id", "voter_id", "age", "voter_kind", "created_at")
+    )
+    for photo_id, rows in groupby(votes.iterator(chunk_size=20000), key=lambda r: r[0]):
+        rows = list(rows)
+        info = {r[1]: r for r in rows}
+        scoring = [ScoringVote(id=r[1], age=r[3], counts=r[4] != PlayerKind.MODEL, earns=r[4] in EARNING_KINDS) for r in rows]
+        for s in settle_scores(scoring, rule=rule, min_others=min_others):
+            when = info[s.trigger_vote_id][5]
+            expected.append(
+                PointsAward(user_id=info[s.vote_id][2], reason=AwardReason.VOTE, points=s.points, photo_id=photo_id,
+                            vote_id=s.vote_id, scored_against=s.against, awarded_at=when, week=week_of(when))
+            )
+    return expected
+
+
+def rebuild_ledger(*, apply: bool = True, chunk: int = 2000) -> LedgerReport:
+    """Re-derives every award from votes and uploads, compares with the ledger and the totals,
+    and (with apply) repairs both. Run it when nothing else writes points (it is not a live path)."""
+    from labeling.consensus import ConsensusRule
+
+    rule = ConsensusRule.from_settings(settings.APPAREAL)
+    min_others = int(settings.APPAREAL["SCORING_MIN_OTHER_VOTES"])
+    report = LedgerReport()
+    last_id = 0
+    while True:
+        photo_rows = list(
+            Photo.objects.filter(pk__gt=last_id).order_by("pk").values_list("pk", "owner_id", "source", "created_at")[:chunk]
+        )
+        if not photo_rows:
+            break
+        first, last_id = photo_rows[0][0], photo_rows[-1][0]
+        report.photos += len(photo_rows)
+        expected = _expected_awards_for_photos(photo_rows, rule, min_others)
+        report.awards_expected += len(expected)
+        existing = list(PointsAward.objects.filter(photo_id__gte=first, photo_id__lte=last_id))
+        # Identify an award by what earned it: the vote, or the uploaded photo.
+        ident = lambda a: ("vote", a.vote_id) if a.vote_id else ("upload", a.photo_id)  # noqa: E731
+        want = {ident(a): a for a in expected}
+        have = {ident(a): a for a in existing}
+        stale, fresh = [], []
+        for key, award in want.items():
+            old = have.get(key)
+            if old is None:
+                report.missing += 1
+                report.note(f"missing {key[0]} award {key[1]}: +{award.points} to user {award.user_id}")
+                fresh.append(award)
+            elif _award_key(old) != _award_key(award):
+                report.changed += 1
+                report.note(f"{key[0]} award {key[1]}: ledger +{old.points} to {old.user_id} on {old.awarded_at:%F}, "
+                            f"data says +{award.points} to {award.user_id} on {award.awarded_at:%F}")
+                stale.append(old.pk)
+                fresh.append(award)
+        for key, old in have.items():
+            if key not in want:
+                report.extra += 1
+                report.note(f"extra {key[0]} award {key[1]}: +{old.points} to user {old.user_id}")
+                stale.append(old.pk)
+        if apply and (stale or fresh):
+            with transaction.atomic():
+                PointsAward.objects.filter(pk__in=stale).delete()
+                PointsAward.objects.bulk_create(fresh, batch_size=5000)
+    _compare_totals(report, apply=apply)
+    return report
+
+
+def _compare_totals(report: LedgerReport, *, apply: bool) -> None:
+    from django.db.models import Sum
+
+    for model, keys in ((PlayerTotal, ("user_id",)), (PlayerWeekTotal, ("user_id", "week"))):
+        want = {
+            tuple(row[k] for k in keys): row["s"]
+            for row in PointsAward.objects.values(*keys).annotate(s=Sum("points")).order_by()
+        }
+        have = {tuple(row[k] for k in keys): row["points"] for row in model.objects.values(*keys, "points")}
+        wrong = {key for key in want.keys() | have.keys() if want.get(key, 0) != have.get(key, 0)}
+        if model is PlayerTotal:
+            report.totals_differ = len(wrong)
+        else:
+            report.week_totals_differ = len(wrong)
+        for key in sorted(wrong, key=str)[:5]:
+            report.note(f"{model.__name__} {key}: stored {have.get(key, 0)}, ledger sums to {want.get(key, 0)}")
+        if apply and wrong:
+            with transaction.atomic():
+                for key in wrong:
+                    lookup = dict(zip(keys, key))
+                    if want.get(key, 0):
+                        model.objects.update_or_create(**lookup, defaults={"points": want[key]})
+                    else:
+                        model.objects.filter(**lookup).delete()
