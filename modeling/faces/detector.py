@@ -1,0 +1,608 @@
+"""The MTCNN cascade (PNet -> RNet -> ONet) in PyTorch, batched across pyramid levels and images.
+
+It follows what the original ``mtcnn`` 1.0.0 package does, step by step, so that its detections
+can be reproduced closely (see ``docs/faces.md`` and ``bench/bench_faces.py``):
+
+- pyramid: ``round(log(min_side / 12) / log(1 / 0.709) - 1)`` levels at scales
+  ``12 / min_face_size * 0.709 ** k``; level size ``floor(side * scale)``; resampling is
+  TensorFlow's ``ResizeMethod.AREA`` (exact box-filter area averaging, reproduced here with
+  prefix sums), applied to the normalised image ``(rgb - 127.5) / 128``.
+- PNet proposals: cell ``(x, y)`` of a level gives the box ``(2x + 1, 2y + 1, 2x + 12, 2y + 12)``
+  moved by its regression times 11, divided by the level's nominal scale; kept when p(face) > 0.6.
+  NMS (IoU union > 0.5) per level, then (IoU union > 0.7) across levels, then squared.
+- RNet / ONet patches: TensorFlow's ``crop_and_resize`` (bilinear, corners aligned on
+  ``box / size * (size - 1)``, samples outside the image are 0) of the float boxes, 24 / 48 px.
+  Box regression scaled by ``(x2 - x1 + 1, y2 - y1 + 1)``; RNet keeps p > 0.7, NMS union 0.7,
+  squares; ONet landmarks ``w * l + x1 - 1``, keeps p > 0.8, NMS by IoU-over-minimum > 0.7.
+- The package's NMS is not greedy NMS: a box is dropped when ANY higher-scoring box overlaps it
+  above the threshold, even one that was itself dropped. ``nms="reference"`` (the default)
+  reproduces that; ``nms="greedy"`` uses ``torchvision.ops.batched_nms`` instead.
+- Boxes are finally clipped to ``[0, W-1] x [0, H-1]`` (landmarks are not clipped).
+
+All pyramid levels of all images of a call are packed into one "mosaic" tensor and PNet runs once
+on it (cells whose receptive field would straddle two levels are masked, so every level gives
+exactly what it gives alone); RNet and ONet run on all boxes of all images at once.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchvision.ops import batched_nms, box_iou
+
+from .nets import load_nets
+from .types import KEYPOINT_NAMES, Face
+
+PNET_CELL = 12
+PNET_STRIDE = 2
+
+
+# --------------------------------------------------------------------------- image input
+def to_rgb_array(image) -> np.ndarray:
+    """Any PIL image (or HxW / HxWxC array) -> ``uint8`` array HxWx3 RGB.
+
+    Alpha is dropped (not composited), as TensorFlow's ``decode_image(channels=3)`` does for the
+    original package; 16-bit and float grey images are scaled to 0..255.
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        mode = image.mode
+        if mode in ("RGB",):
+            arr = np.asarray(image)
+        elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            a = np.asarray(image).astype(np.float64)
+            if mode.startswith("I;16"):
+                a = a / 257.0
+            else:
+                lo, hi = (float(np.nanmin(a)), float(np.nanmax(a))) if a.size else (0.0, 0.0)
+                if lo >= 0 and hi <= 255:
+                    pass
+                elif hi > lo:
+                    a = (a - lo) / (hi - lo) * 255.0
+                else:
+                    a = np.zeros_like(a)
+            a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
+            arr = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        elif mode in ("RGBA", "RGBa", "RGBX"):
+            arr = np.asarray(image.convert("RGB"))
+        else:  # L, LA, P, PA, 1, CMYK, YCbCr, LAB, HSV ...
+            if mode in ("P", "PA") and "transparency" in image.info:
+                image = image.convert("RGBA")
+            arr = np.asarray(image.convert("RGB"))
+    else:
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] > 3:
+        arr = arr[:, :, :3]
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"cannot read an image of shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+# --------------------------------------------------------------------------- pyramid
+def pyramid_scales(height: int, width: int, min_face_size: int = 20, scale_factor: float = 0.709,
+                   min_size: int = 12) -> np.ndarray:
+    """The scales of the ``mtcnn`` package's image pyramid (its ``build_scale_pyramid``)."""
+    min_dim = min(width, height)
+    if min_dim <= 0:
+        return np.zeros(0)
+    count = round(-((np.log(min_dim / min_size) / np.log(scale_factor)) + 1))
+    if count <= 0:
+        return np.zeros(0)
+    return (min_size / min_face_size) * scale_factor ** np.arange(count)
+
+
+class AreaResizer:
+    """TensorFlow ``ResizeMethod.AREA`` (exact area averaging over ``in/out``-sized windows).
+
+    The integral image ``I`` of a piecewise-constant image is bilinear inside every cell, so the
+    integral up to any real point is a bilinear interpolation of ``I``; each output pixel is then
+    ``(F(y1, x1) - F(y0, x1) - F(y1, x0) + F(y0, x0)) / (sy * sx)``. ``I`` (float64) is built once
+    per image and serves every pyramid level, each level costing O(h * W).
+    """
+
+    def __init__(self, img: torch.Tensor):
+        self.dtype = img.dtype
+        C, H, W = img.shape
+        self.H, self.W = H, W
+        integ = torch.zeros((C, H + 1, W + 1), dtype=torch.float64, device=img.device)
+        integ[:, 1:, 1:] = img.to(torch.float64).cumsum(1).cumsum(2)
+        self.integ = integ
+
+    @staticmethod
+    def _grid(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.arange(n_out + 1, dtype=torch.float64, device=device) * (n_in / n_out)
+        t = t.clamp_(0, n_in)
+        i = torch.floor(t).clamp_(max=n_in - 1)
+        return i.long(), t - i
+
+    def __call__(self, height: int, width: int) -> torch.Tensor:
+        dev = self.integ.device
+        iy, fy = self._grid(self.H, height, dev)
+        ix, fx = self._grid(self.W, width, dev)
+        a = self.integ.index_select(1, iy)
+        fy_ = fy[None, :, None]
+        g = a + fy_ * (self.integ.index_select(1, iy + 1) - a)  # (C, h+1, W+1)
+        a = g.index_select(2, ix)
+        fx_ = fx[None, None, :]
+        g = a + fx_ * (g.index_select(2, ix + 1) - a)  # (C, h+1, w+1)
+        out = g[:, 1:, 1:] - g[:, :-1, 1:] - g[:, 1:, :-1] + g[:, :-1, :-1]
+        out = out * ((height / self.H) * (width / self.W))
+        return out.to(self.dtype)
+
+
+def area_resize(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(C,H,W) -> (C,height,width) like ``tf.image.resize(..., method=AREA)``."""
+    return AreaResizer(img)(height, width)
+
+
+# --------------------------------------------------------------------------- mosaic packing
+@dataclass
+class _Rect:
+    image: int
+    scale: float
+    h: int
+    w: int
+    y: int = 0
+    x: int = 0
+    canvas: int = 0
+
+
+def _pack(rects: list[_Rect], max_pixels: int) -> list[tuple[int, int]]:
+    """Shelf-pack rectangles (even-aligned origins) into canvases; returns canvas sizes (H, W).
+
+    Rects must be ordered image by image; a canvas holds whole images, up to ``max_pixels``
+    (an image larger than that gets a canvas of its own).
+    """
+    canvases: list[tuple[int, int]] = []
+    # group images into canvases by area
+    by_image: dict[int, list[_Rect]] = {}
+    for r in rects:
+        by_image.setdefault(r.image, []).append(r)
+    groups: list[list[_Rect]] = []
+    cur: list[_Rect] = []
+    cur_area = 0
+    for _, rs in by_image.items():
+        a = sum((r.h + 1) * (r.w + 1) for r in rs)
+        if cur and cur_area + a > max_pixels:
+            groups.append(cur)
+            cur, cur_area = [], 0
+        cur.extend(rs)
+        cur_area += a
+    if cur:
+        groups.append(cur)
+
+    for gi, group in enumerate(groups):
+        ev = lambda v: v + (v & 1)  # noqa: E731  round up to even
+        total = sum(ev(r.h) * ev(r.w) for r in group)
+        max_w = max(ev(r.w) for r in group)
+        canvas_w = max(max_w, ev(int(math.sqrt(total) * 1.2)))
+        order = sorted(group, key=lambda r: (-r.h, -r.w))
+        x = y = shelf_h = 0
+        used_w = 0
+        for r in order:
+            w, h = ev(r.w), ev(r.h)
+            if x + w > canvas_w:
+                y += shelf_h
+                x = shelf_h = 0
+            r.x, r.y, r.canvas = x, y, gi
+            x += w
+            used_w = max(used_w, x)
+            shelf_h = max(shelf_h, h)
+        canvases.append((y + shelf_h, used_w))
+    return canvases
+
+
+# --------------------------------------------------------------------------- NMS
+def _pairwise_overlap(a: torch.Tensor, b: torch.Tensor, method: str) -> torch.Tensor:
+    if method == "union":
+        return box_iou(a, b)
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / torch.min(area_a[:, None], area_b[None, :])
+
+
+def nms_indices(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float,
+                method: str = "union", mode: str = "reference", chunk: int = 2048) -> torch.Tensor:
+    """Indices kept by NMS within each group, ordered by descending score (stable).
+
+    ``mode="reference"``: keep a box iff no higher-scoring box of its group overlaps it by more than
+    ``threshold`` (the ``mtcnn`` package's rule). ``mode="greedy"``: classic NMS
+    (``torchvision.ops.batched_nms``; union IoU only).
+    """
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    if mode == "greedy" and method == "union":
+        keep = batched_nms(boxes.float(), scores.float(), groups, threshold)
+        return keep
+    order = torch.argsort(scores, descending=True, stable=True)
+    # sort by group, keeping score order inside a group
+    order = order[torch.argsort(groups[order], stable=True)]
+    b = boxes[order]
+    g = groups[order]
+    uniq, counts = torch.unique_consecutive(g, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    keep_mask = torch.ones(n, dtype=torch.bool, device=boxes.device)
+    for s, c in zip(starts.tolist(), counts.tolist()):  # loop over groups (levels/images), not boxes
+        bb = b[s:s + c]
+        worst = torch.zeros(c, dtype=bb.dtype, device=bb.device)
+        for r0 in range(0, c, chunk):
+            r1 = min(c, r0 + chunk)
+            ov = _pairwise_overlap(bb[r0:r1], bb, method)  # (rows, c)
+            ov = torch.nan_to_num(ov, nan=0.0)
+            rows = torch.arange(r0, r1, device=bb.device)[:, None]
+            cols = torch.arange(c, device=bb.device)[None, :]
+            ov = torch.where(cols > rows, ov, torch.zeros((), dtype=ov.dtype, device=ov.device))
+            worst = torch.maximum(worst, ov.max(dim=0).values)
+        keep_mask[s:s + c] = worst <= threshold
+    kept = order[keep_mask]
+    # final order: descending score overall (stable), like the package's sorted outputs
+    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
+
+
+def _square(boxes: torch.Tensor) -> torch.Tensor:
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = torch.maximum(w, h)
+    x1 = boxes[:, 0] + w * 0.5 - side * 0.5
+    y1 = boxes[:, 1] + h * 0.5 - side * 0.5
+    return torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
+
+
+def _regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes + reg.to(boxes.dtype) * torch.stack([w, h, w, h], dim=1)
+
+
+# --------------------------------------------------------------------------- patches
+class _ImageStore:
+    """All normalised images of a call in one flat (3, sum H*W) float32 tensor, for gathers."""
+
+    def __init__(self, images: list[torch.Tensor]):
+        self.device = images[0].device
+        self.h = torch.tensor([im.shape[1] for im in images], device=self.device)
+        self.w = torch.tensor([im.shape[2] for im in images], device=self.device)
+        sizes = self.h * self.w
+        self.offset = torch.cumsum(sizes, 0) - sizes
+        self.flat = torch.cat([im.reshape(3, -1) for im in images], dim=1)
+
+    def crop_and_resize(self, boxes: torch.Tensor, image_ids: torch.Tensor, size: int) -> torch.Tensor:
+        """TensorFlow ``crop_and_resize`` (bilinear, extrapolation 0) of float boxes -> (N,3,size,size)."""
+        n = boxes.shape[0]
+        if n == 0:
+            return torch.zeros((0, 3, size, size), device=self.device)
+        H = self.h[image_ids].to(torch.float32)
+        W = self.w[image_ids].to(torch.float32)
+        b = boxes.to(torch.float32)
+        # normalised coordinates, as the package passes them (float32)
+        y1n, x1n, y2n, x2n = b[:, 1] / H, b[:, 0] / W, b[:, 3] / H, b[:, 2] / W
+        k = torch.arange(size, dtype=torch.float32, device=self.device)
+        hs = (y2n - y1n) * (H - 1) / (size - 1)
+        ws = (x2n - x1n) * (W - 1) / (size - 1)
+        in_y = (y1n * (H - 1))[:, None] + k[None, :] * hs[:, None]  # (N, size)
+        in_x = (x1n * (W - 1))[:, None] + k[None, :] * ws[:, None]
+        valid_y = (in_y >= 0) & (in_y <= (H - 1)[:, None])
+        valid_x = (in_x >= 0) & (in_x <= (W - 1)[:, None])
+        in_y = torch.nan_to_num(in_y, nan=-1.0)
+        in_x = torch.nan_to_num(in_x, nan=-1.0)
+        ty = torch.floor(in_y)
+        tx = torch.floor(in_x)
+        ly = in_y - ty
+        lx = in_x - tx
+        Hl = self.h[image_ids][:, None]
+        Wl = self.w[image_ids][:, None]
+        ty_i = ty.long().clamp(min=0)
+        ty_i = torch.minimum(ty_i, Hl - 1)
+        by_i = torch.minimum(torch.ceil(in_y).long().clamp(min=0), Hl - 1)
+        tx_i = torch.minimum(tx.long().clamp(min=0), Wl - 1)
+        bx_i = torch.minimum(torch.ceil(in_x).long().clamp(min=0), Wl - 1)
+        off = self.offset[image_ids][:, None, None]
+        Wl3 = Wl[:, :, None]
+        idx_tl = off + ty_i[:, :, None] * Wl3 + tx_i[:, None, :]
+        idx_tr = off + ty_i[:, :, None] * Wl3 + bx_i[:, None, :]
+        idx_bl = off + by_i[:, :, None] * Wl3 + tx_i[:, None, :]
+        idx_br = off + by_i[:, :, None] * Wl3 + bx_i[:, None, :]
+
+        def g(idx):
+            return self.flat[:, idx.reshape(-1)].reshape(3, n, size, size).permute(1, 0, 2, 3)
+
+        tl, tr, bl, br = g(idx_tl), g(idx_tr), g(idx_bl), g(idx_br)
+        lx4 = lx[:, None, None, :]
+        ly4 = ly[:, None, :, None]
+        top = tl + (tr - tl) * lx4
+        bottom = bl + (br - bl) * lx4
+        out = top + (bottom - top) * ly4
+        valid = (valid_y[:, :, None] & valid_x[:, None, :])[:, None, :, :]
+        return torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+# --------------------------------------------------------------------------- the detector
+class FaceDetector:
+    """MTCNN with the ``mtcnn`` package's weights, in PyTorch. Thread-safe; create once, reuse.
+
+    ``device``: anything ``torch.device`` accepts (default: CPU). ``nms``: ``"reference"``
+    (reproduces the ``mtcnn`` package) or ``"greedy"``. ``max_image_pixels``: larger images are
+    area-downscaled before detection (results are mapped back); ``max_batch_pixels`` bounds the
+    mosaic PNet runs on at once.
+    """
+
+    def __init__(self, device=None, *, scale_factor: float = 0.709,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+                 nms: str = "reference", max_image_pixels: int = 16_000_000,
+                 max_batch_pixels: int | None = None, patch_batch: int = 1024):
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.scale_factor = scale_factor
+        self.thresholds = thresholds
+        if nms not in ("reference", "greedy"):
+            raise ValueError("nms must be 'reference' or 'greedy'")
+        self.nms_mode = nms
+        self.max_image_pixels = max_image_pixels
+        if max_batch_pixels is None:
+            max_batch_pixels = 6_000_000 if self.device.type == "cpu" else 40_000_000
+        self.max_batch_pixels = max_batch_pixels
+        self.patch_batch = patch_batch
+        pnet, rnet, onet = load_nets()
+        # channels-last convolutions are markedly faster for PNet's thin layers (oneDNN)
+        self.pnet = pnet.to(self.device).to(memory_format=torch.channels_last)
+        self.rnet = rnet.to(self.device)
+        self.onet = onet.to(self.device)
+
+    # ----------------------------------------------------------------- public
+    def detect(self, image, *, min_face_size: int = 20, try_rotations: bool = False) -> list[Face]:
+        return self.detect_batch([image], min_face_size=min_face_size, try_rotations=try_rotations)[0]
+
+    def detect_batch(self, images: Sequence, *, min_face_size: int = 20,
+                     try_rotations: bool = False) -> list[list[Face]]:
+        images = list(images)
+        if not images:
+            return []
+        arrays = []
+        for im in images:
+            try:
+                arrays.append(to_rgb_array(im))
+            except Exception:  # unreadable: treat as "no face"
+                arrays.append(np.zeros((0, 0, 3), dtype=np.uint8))
+        results = self._detect_arrays(arrays, min_face_size)
+        if try_rotations:
+            todo = [i for i, r in enumerate(results) if not r and min(arrays[i].shape[:2]) > 0]
+            if todo:
+                rot_arrays, meta = [], []
+                for i in todo:
+                    for k in (1, 2, 3):  # 90, 180, 270 degrees counter-clockwise
+                        rot_arrays.append(np.ascontiguousarray(np.rot90(arrays[i], k)))
+                        meta.append((i, k))
+                rot_results = self._detect_arrays(rot_arrays, min_face_size)
+                best: dict[int, tuple[float, int, list[Face]]] = {}
+                for (i, k), faces in zip(meta, rot_results):
+                    if faces and (i not in best or faces[0].confidence > best[i][0]):
+                        best[i] = (faces[0].confidence, k, faces)
+                for i, (_, k, faces) in best.items():
+                    h, w = arrays[i].shape[:2]
+                    results[i] = [_unrotate(f, k, w, h) for f in faces]
+        return results
+
+    # ----------------------------------------------------------------- internals
+    @torch.inference_mode()
+    def _detect_arrays(self, arrays: list[np.ndarray], min_face_size: int) -> list[list[Face]]:
+        n_img = len(arrays)
+        results: list[list[Face]] = [[] for _ in range(n_img)]
+        tensors: list[torch.Tensor | None] = []
+        factors: list[float] = []
+        for a in arrays:
+            h, w = a.shape[:2]
+            if h < 12 or w < 12:
+                tensors.append(None)
+                factors.append(1.0)
+                continue
+            t = torch.from_numpy(a.copy() if not a.flags.writeable else a).to(self.device).permute(2, 0, 1).to(torch.float32)
+            t = (t - 127.5) / 128.0
+            f = 1.0
+            if h * w > self.max_image_pixels:
+                f = math.sqrt(self.max_image_pixels / (h * w))
+                t = area_resize(t, max(1, int(h * f)), max(1, int(w * f)))
+            tensors.append(t)
+            factors.append(f)
+        live = [i for i, t in enumerate(tensors) if t is not None]
+        if not live:
+            return results
+        imgs = [tensors[i] for i in live]
+        dets = self._cascade(imgs, min_face_size)
+        if dets is None:
+            return results
+        img_ids, boxes, scores, lms = dets
+        img_ids = img_ids.cpu().numpy()
+        boxes = boxes.cpu().numpy()
+        scores = scores.cpu().numpy()
+        lms = lms.cpu().numpy()
+        for j, i in enumerate(live):
+            sel = np.nonzero(img_ids == j)[0]
+            if sel.size == 0:
+                continue
+            f = factors[i]
+            H, W = imgs[j].shape[1], imgs[j].shape[2]
+            b = boxes[sel].copy()
+            b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, W - 1)
+            b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, H - 1)
+            b = b / f
+            lm = lms[sel] / f
+            sc = scores[sel]
+            order = np.argsort(-sc, kind="stable")
+            faces = []
+            for o in order:  # building the result objects (not the hot path)
+                x1, y1, x2, y2 = (float(v) for v in b[o])
+                faces.append(Face(
+                    box=(x1, y1, x2 - x1, y2 - y1),
+                    confidence=float(sc[o]),
+                    keypoints={name: (float(lm[o, q]), float(lm[o, 5 + q]))
+                               for q, name in enumerate(KEYPOINT_NAMES)},
+                ))
+            results[i] = faces
+        return results
+
+    def _cascade(self, imgs: list[torch.Tensor], min_face_size: int):
+        dev = self.device
+        t1, t2, t3 = self.thresholds
+        # ---------------- stage 1: PNet on a mosaic of all pyramid levels of all images
+        rects: list[_Rect] = []
+        for j, im in enumerate(imgs):
+            H, W = im.shape[1], im.shape[2]
+            for s in pyramid_scales(H, W, min_face_size, self.scale_factor):
+                hw = (np.asarray([H, W]) * s).astype(np.int64)
+                h, w = int(hw[0]), int(hw[1])
+                if h >= 12 and w >= 12:
+                    rects.append(_Rect(image=j, scale=float(s), h=h, w=w))
+        if not rects:
+            return None
+        canvases = _pack(rects, self.max_batch_pixels)
+        cand_boxes, cand_scores, cand_img, cand_level = [], [], [], []
+        for ci, (CH, CW) in enumerate(canvases):
+            mine = [(ri, r) for ri, r in enumerate(rects) if r.canvas == ci]
+            canvas = torch.zeros((1, CH, CW, 3), dtype=torch.float32, device=dev).permute(0, 3, 1, 2)
+            valid1 = torch.zeros((CH - 2, CW - 2), dtype=torch.bool, device=dev)
+            ho, wo = (CH - 2 + 1) // 2 - 4, (CW - 2 + 1) // 2 - 4
+            if ho <= 0 or wo <= 0:
+                continue
+            owner = torch.full((ho, wo), -1, dtype=torch.long, device=dev)
+            resizers: dict[int, AreaResizer] = {}
+            for ri, r in mine:  # loop over pyramid levels (tens), not boxes
+                if r.image not in resizers:
+                    resizers = {r.image: AreaResizer(imgs[r.image])}  # rects come image by image
+                level = resizers[r.image](r.h, r.w)
+                canvas[0, :, r.y:r.y + r.h, r.x:r.x + r.w] = level
+                valid1[r.y:r.y + r.h - 2, r.x:r.x + r.w - 2] = True
+                ph, pw = (r.h - 2 + 1) // 2 - 4, (r.w - 2 + 1) // 2 - 4
+                if ph > 0 and pw > 0:
+                    owner[r.y // 2:r.y // 2 + ph, r.x // 2:r.x // 2 + pw] = ri
+            x = self.pnet.stem(canvas)
+            x = x.masked_fill(~valid1[None, None], float("-inf"))
+            x = self.pnet.pool(x)
+            x = torch.nan_to_num(x, neginf=0.0)  # cells that belong to no level
+            reg, prob = self.pnet.head(x)
+            reg = reg[0, :, :ho, :wo]
+            p = prob[0, 1, :ho, :wo]
+            hit = (p > t1) & (owner >= 0)
+            yy, xx = torch.nonzero(hit, as_tuple=True)
+            if yy.numel() == 0:
+                continue
+            rid = owner[yy, xx]
+            ry = torch.tensor([r.y // 2 for r in rects], device=dev)[rid]
+            rx = torch.tensor([r.x // 2 for r in rects], device=dev)[rid]
+            sc = torch.tensor([r.scale for r in rects], dtype=torch.float64, device=dev)[rid]
+            im_id = torch.tensor([r.image for r in rects], device=dev)[rid]
+            ly = (yy - ry).to(torch.float64)
+            lx = (xx - rx).to(torch.float64)
+            rg = reg[:, yy, xx].to(torch.float64)
+            # the package's generate_bounding_box: cell corners (2x+1, 2y+1) and (2x+12, 2y+12),
+            # regression scaled by the corners' difference (11)
+            x1 = lx * PNET_STRIDE + 1 + rg[0] * (PNET_CELL - 1)
+            y1 = ly * PNET_STRIDE + 1 + rg[1] * (PNET_CELL - 1)
+            x2 = lx * PNET_STRIDE + PNET_CELL + rg[2] * (PNET_CELL - 1)
+            y2 = ly * PNET_STRIDE + PNET_CELL + rg[3] * (PNET_CELL - 1)
+            cand_boxes.append(torch.stack([x1, y1, x2, y2], 1) / sc[:, None])
+            cand_scores.append(p[yy, xx].to(torch.float64))
+            cand_img.append(im_id)
+            cand_level.append(rid)
+        if not cand_boxes:
+            return None
+        boxes = torch.cat(cand_boxes)
+        scores = torch.cat(cand_scores)
+        img_ids = torch.cat(cand_img)
+        levels = torch.cat(cand_level)
+        finite = torch.isfinite(boxes).all(1) & torch.isfinite(scores)
+        boxes, scores, img_ids, levels = boxes[finite], scores[finite], img_ids[finite], levels[finite]
+        keep = nms_indices(boxes, scores, levels, 0.5, "union", self.nms_mode)
+        boxes, scores, img_ids = boxes[keep], scores[keep], img_ids[keep]
+        keep = nms_indices(boxes, scores, img_ids, 0.7, "union", self.nms_mode)
+        boxes, scores, img_ids = _square(boxes[keep]), scores[keep], img_ids[keep]
+        if boxes.shape[0] == 0:
+            return None
+
+        store = _ImageStore(imgs)
+        # ---------------- stage 2: RNet
+        reg, prob = self._run_patches(self.rnet, store, boxes, img_ids, 24)
+        scores = prob[:, 1].to(torch.float64)
+        boxes = _regress(boxes, reg)
+        ok = (scores > t2) & torch.isfinite(boxes).all(1)
+        boxes, scores, img_ids = boxes[ok], scores[ok], img_ids[ok]
+        keep = nms_indices(boxes, scores, img_ids, 0.7, "union", self.nms_mode)
+        boxes, scores, img_ids = _square(boxes[keep]), scores[keep], img_ids[keep]
+        if boxes.shape[0] == 0:
+            return None
+        # ---------------- stage 3: ONet
+        reg, lm, prob = self._run_patches(self.onet, store, boxes, img_ids, 48)
+        w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        lm = lm.to(torch.float64)
+        lms = torch.cat([w * lm[:, :5] + boxes[:, 0:1] - 1, h * lm[:, 5:] + boxes[:, 1:2] - 1], 1)
+        scores = prob[:, 1].to(torch.float64)
+        boxes = _regress(boxes, reg)
+        ok = (scores > t3) & torch.isfinite(boxes).all(1) & torch.isfinite(lms).all(1)
+        boxes, scores, img_ids, lms = boxes[ok], scores[ok], img_ids[ok], lms[ok]
+        # IoU over the smaller box: torchvision has no such NMS, the package's rule is used
+        keep = nms_indices(boxes, scores, img_ids, 0.7, "min", "reference")
+        return img_ids[keep], boxes[keep], scores[keep], lms[keep]
+
+    def _run_patches(self, net, store: _ImageStore, boxes, img_ids, size):
+        outs = []
+        for s in range(0, boxes.shape[0], self.patch_batch):  # bounded memory, chunks of boxes
+            patches = store.crop_and_resize(boxes[s:s + self.patch_batch], img_ids[s:s + self.patch_batch], size)
+            outs.append(net(patches))
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+
+
+# --------------------------------------------------------------------------- rotation
+def _unrotate(face: Face, k: int, width: int, height: int) -> Face:
+    """Map a face found on ``np.rot90(image, k)`` (k quarter turns counter-clockwise) back."""
+
+    def back(x: float, y: float) -> tuple[float, float]:
+        if k == 1:  # rotated size (W=height, H=width): original (x, y) -> (y, width - x)
+            return width - y, x
+        if k == 2:
+            return width - x, height - y
+        if k == 3:  # original (x, y) -> (height - y, x)
+            return y, height - x
+        return x, y
+
+    x, y, w, h = face.box
+    xa, ya = back(x, y)
+    xb, yb = back(x + w, y + h)
+    x1, x2 = min(xa, xb), max(xa, xb)
+    y1, y2 = min(ya, yb), max(ya, yb)
+    kps = {name: back(*pt) for name, pt in face.keypoints.items()}
+    return Face(box=(x1, y1, x2 - x1, y2 - y1), confidence=face.confidence, keypoints=kps,
+                rotation=90 * k)
+
+
+_DETECTORS: dict[str, FaceDetector] = {}
+_LOCK = threading.Lock()
+
+
+def get_detector(device=None) -> FaceDetector:
+    """The process-wide detector for ``device`` (created on first use, then reused)."""
+    key = str(torch.device(device)) if device is not None else "cpu"
+    det = _DETECTORS.get(key)
+    if det is None:
+        with _LOCK:
+            det = _DETECTORS.get(key)
+            if det is None:
+                det = FaceDetector(key)
+                _DETECTORS[key] = det
+    return det
