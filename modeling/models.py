@@ -29,6 +29,13 @@ class TrainingRun(models.Model):
     device = models.CharField(max_length=64, blank=True, default="")
     celery_task_id = models.CharField(max_length=64, blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
+    # The Celery queue the run belongs to; at most one queued-or-running run per queue (constraint).
+    queue = models.CharField(max_length=32, default="gpu")
+    # How many times a worker picked the run up again after an interruption (killed worker).
+    attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # What the run decided: {"promoted": [...], "kept": [...], "reason": ...}.
+    promotion = models.JSONField(default=dict, blank=True)
     # Tables II/III of this run (markdown and JSON from modeling.evaluate).
     tables = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -38,9 +45,20 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_open_training_run_per_queue",
+            ),
+        ]
 
     def __str__(self):
         return f"Training run {self.pk} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class ModelKind(models.TextChoices):
@@ -66,8 +84,11 @@ class ModelVersion(models.Model):
     file = models.CharField(max_length=255)
     metrics = models.JSONField(default=dict, blank=True)
     test_split_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # Paper row name of the chain, e.g. "Apparent + Residual DEX".
+    name = models.CharField(max_length=64, blank=True, default="")
     is_active = models.BooleanField(default=False)
     activated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

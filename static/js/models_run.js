@@ -1,0 +1,58 @@
+// Training run page: poll the run's JSON and update progress, log and tables until it finishes.
+(function () {
+  "use strict";
+  var root = document.getElementById("run");
+  if (!root) return;
+  var url = root.dataset.url;
+  function $(id) { return document.getElementById(id); }
+  function text(id, value) { var el = $(id); if (el) el.textContent = value; }
+  function cell(value) { var td = document.createElement("td"); td.textContent = value; return td; }
+  function table(id, caption, rows, n) {
+    var t = document.createElement("table");
+    t.id = id;
+    var c = document.createElement("caption");
+    c.textContent = caption + " (n=" + n + ")";
+    t.appendChild(c);
+    var body = document.createElement("tbody");
+    rows.forEach(function (r) {
+      var tr = document.createElement("tr");
+      tr.appendChild(cell(r.method));
+      tr.appendChild(cell(r.mae === null ? "–" : r.mae.toFixed(3)));
+      body.appendChild(tr);
+    });
+    t.appendChild(body);
+    return t;
+  }
+  function render(d) {
+    var labels = {queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled"};
+    text("run-status", labels[d.status] || d.status);
+    text("run-stage", d.stage || "");
+    text("run-progress", d.progress);
+    $("run-bar").style.width = d.progress + "%";
+    $("run-progressbar").setAttribute("aria-valuenow", d.progress);
+    text("run-epoch", d.epoch);
+    text("run-mae", d.valid_mae === null ? "–" : d.valid_mae.toFixed(3));
+    text("run-notice", d.notice);
+    text("run-log", d.log_tail);
+    if (d.finished) { var f = $("cancel-form"); if (f) f.hidden = true; }
+    if (d.tables && d.tables.table2) {
+      var box = $("tables-body");
+      box.textContent = "";
+      box.appendChild(table("table2", "Table II: apparent age MAE", d.tables.table2, d.tables.n_test));
+      box.appendChild(table("table3", "Table III: real age MAE", d.tables.table3, d.tables.n_test));
+      $("run-tables").hidden = false;
+    }
+  }
+  var delay = 1000;
+  function poll() {
+    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (d) {
+        render(d);
+        delay = 1000;
+        if (!d.finished) setTimeout(poll, delay);
+      })
+      .catch(function () { delay = Math.min(delay * 2, 15000); setTimeout(poll, delay); });
+  }
+  poll();
+}());
