@@ -1,0 +1,103 @@
+"""CPU benchmark of issue 6 on UTKFace (real ages): Real DEX, Real + Residual DEX and a plain L1
+regression head on EfficientNet-Lite0, each with a wall-clock budget, then test MAE, speed.
+
+    python bench/bench_dex_cpu.py all        # convert + prepare + train (3 runs) + report
+    python bench/bench_dex_cpu.py train      # only the training runs (resumable)
+    python bench/bench_dex_cpu.py report     # evaluate the trained models, speed figures
+
+Everything goes under bench/out/dex_cpu/ (git-ignored); the figures and commands are printed and
+written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkface/aligned.
+Environment knobs: DEX_MINUTES (30), RES_MINUTES (15), L1_MINUTES (= DEX_MINUTES), SEED (0).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+OUT = os.path.join(ROOT, "bench", "out", "dex_cpu")
+DATA_SRC = os.environ.get("UTK_DIR", os.path.join(ROOT, "..", "shared", "data", "utkface", "aligned"))
+DATA = os.path.join(ROOT, "bench", "out", "utkface_appa")
+CACHE = os.path.join(ROOT, "bench", "out", ".cache")
+PY = sys.executable
+SEED = int(os.environ.get("SEED", "0"))
+DEX_MIN = float(os.environ.get("DEX_MINUTES", "30"))
+RES_MIN = float(os.environ.get("RES_MINUTES", "15"))
+L1_MIN = float(os.environ.get("L1_MINUTES", str(DEX_MIN)))
+
+COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0", "--image-size", "112",
+          "--freeze-blocks", "9", "--feature-views", "2", "--batch-size", "64", "--weight-decay", "0.01",
+          "--epochs", "100", "--patience", "6", "--seed", str(SEED), "--cache-dir", CACHE, "--no-progress"]
+RUNS = {
+    "real_dex": COMMON + ["--out", f"{OUT}/real_dex", "--lr", "1e-3", "--label-sigma", "2",
+                          "--max-minutes", str(DEX_MIN)],
+    "real_residual": COMMON + ["--out", f"{OUT}/real_residual", "--lr", "5e-4", "--label-sigma", "2",
+                               "--residual-of", f"{OUT}/real_dex/model.pt", "--max-minutes", str(RES_MIN)],
+    "real_l1": COMMON + ["--out", f"{OUT}/real_l1", "--head", "l1", "--lr", "1e-3",
+                         "--max-minutes", str(L1_MIN)],
+}
+
+
+def rel(a):
+    return [os.path.relpath(x, ROOT) if isinstance(x, str) and x.startswith(ROOT) else x for x in a]
+
+
+def run(args, log_name):
+    cmd = [PY, "-m", "modeling.train", *args]
+    shown = "python -m modeling.train " + " ".join(shlex.quote(x) for x in rel(args))
+    print(f"$ {shown}", flush=True)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "commands.txt"), "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {shown}\n")
+    t = time.time()
+    with open(os.path.join(OUT, f"{log_name}.log"), "a") as log:
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    print(f"  -> rc {rc} in {time.time() - t:.0f} s (log bench/out/dex_cpu/{log_name}.log)", flush=True)
+    if rc:
+        raise SystemExit(rc)
+
+
+def convert():
+    from modeling.data import convert_named_folder
+    summary = convert_named_folder(DATA_SRC, DATA, seed=SEED)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "split.json"), "w") as fh:
+        json.dump(summary, fh, indent=2)
+    print("split:", json.dumps(summary), flush=True)
+
+
+def prepare():
+    t = time.time()
+    run(COMMON + ["--out", f"{OUT}/prepare", "--prepare-only"], "prepare")
+    with open(os.path.join(OUT, "prepare_seconds.txt"), "w") as fh:
+        fh.write(f"{time.time() - t:.0f}\n")
+
+
+def train():
+    for name, args in RUNS.items():
+        if os.path.isfile(os.path.join(OUT, name, "model.pt")):
+            print(f"{name}: already trained", flush=True)
+            continue
+        run(args, name)
+
+
+def report():
+    from bench.dex_report import main as report_main
+    report_main(OUT, DATA)
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what in ("all", "convert"):
+        convert()
+    if what in ("all", "prepare"):
+        prepare()
+    if what in ("all", "train"):
+        train()
+    if what in ("all", "report"):
+        report()
