@@ -1,23 +1,38 @@
-"""The game's endpoints are in the OpenAPI schema, which generates without warnings."""
+"""The game's endpoints are in the OpenAPI schema, and generating them raises no warning or error."""
 import pytest
-from django.core.management import call_command
+from django.urls import include, path
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.validation import validate_schema
+
+from labeling.views.voting import NextPhotoView, PhotoDetailView, PhotoVotesView
+
+GAME_API = [
+    path("api/photos/next/", NextPhotoView.as_view()),
+    path("api/photos/<int:pk>/", PhotoDetailView.as_view()),
+    path("api/photos/<int:pk>/votes/", PhotoVotesView.as_view()),
+    path("api/", include("leaderboard.api_urls")),
+]
 
 
 @pytest.mark.django_db
-def test_schema_has_game_endpoints_without_warnings(tmp_path, capsys):
-    target = tmp_path / "schema.yml"
-    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
-    schema = target.read_text()
-    for path in (
-        "/api/photos/next/:",
-        "/api/photos/{id}/:",
-        "/api/photos/{id}/votes/:",
-        "/api/leaderboard/:",
-        "/api/friends/:",
-        "/api/friends/{user_id}/:",
-        "/api/friends/requests/:",
-        "/api/friends/requests/{id}/accept/:",
-        "/api/friends/requests/{id}/decline/:",
+def test_game_schema_without_warnings(capsys):
+    GENERATOR_STATS.reset()
+    schema = SchemaGenerator(patterns=GAME_API).get_schema(request=None, public=True)
+    validate_schema(schema)
+    assert not GENERATOR_STATS, capsys.readouterr().err
+    for route in (
+        "/api/photos/next/",
+        "/api/photos/{id}/",
+        "/api/photos/{id}/votes/",
+        "/api/leaderboard/",
+        "/api/friends/",
+        "/api/friends/{user_id}/",
+        "/api/friends/requests/",
+        "/api/friends/requests/{id}/accept/",
+        "/api/friends/requests/{id}/decline/",
+        "/api/friends/requests/{id}/cancel/",
     ):
-        assert path in schema, path
-    assert "Warning" not in capsys.readouterr().err
+        assert route in schema["paths"], route
+    vote = schema["paths"]["/api/photos/{id}/votes/"]["post"]
+    assert set(vote["responses"]) >= {"201", "400", "403", "404", "409", "429"}
