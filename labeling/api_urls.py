@@ -1,7 +1,7 @@
 from django.urls import path
 
 from appareal_site.auth_api import TokenView
-from labeling.views import api_photos
+from labeling.views import api_photos, exports
 from labeling.views.voting import NextPhotoView, PhotoVotesView
 
 urlpatterns = [
@@ -14,4 +14,8 @@ urlpatterns = [
     path("photos/next/", NextPhotoView.as_view(), name="api-photo-next"),
     path("photos/<int:pk>/", api_photos.PhotoResourceView.as_view(), name="api-photo-detail"),
     path("photos/<int:pk>/votes/", PhotoVotesView.as_view(), name="api-photo-votes"),
+    # Dataset exports (issue 5): staff and researchers.
+    path("exports/", exports.ExportListCreateView.as_view(), name="api-exports"),
+    path("exports/<int:pk>/", exports.ExportDetailView.as_view(), name="api-export-detail"),
+    path("exports/<int:pk>/download/", exports.ExportDownloadView.as_view(), name="api-export-download"),
 ]

@@ -2,7 +2,8 @@
 from celery import shared_task
 
 
-@shared_task(name="labeling.run_export", queue="default", ignore_result=True)
+# No explicit queue: CELERY_TASK_DEFAULT_QUEUE ("default") takes it; only training goes to "gpu".
+@shared_task(name="labeling.run_export", ignore_result=True)
 def run_export_task(export_id: int) -> None:
     """Build a recorded dataset export; progress and outcome are saved on its DatasetExport row."""
     from labeling.services.exports import run_export

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.views import pages, voting
+from labeling.views import exports, pages, research, voting
 
 urlpatterns = [
     path("", pages.home, name="home"),
@@ -12,4 +12,8 @@ urlpatterns = [
     path("profile/", pages.profile, name="profile"),
     path("staff/moderation/", pages.moderation_queue, name="moderation"),
     path("staff/moderation/<int:pk>/", pages.moderation_action, name="moderation_action"),
+    # Datasets (issue 5): staff and researchers.
+    path("exports/", exports.exports_page, name="exports"),
+    path("exports/<int:pk>/download/", exports.export_download, name="export_download"),
+    path("research/", research.research_page, name="research"),
 ]

@@ -144,3 +144,40 @@ def test_queued_export_runs_once(crowd):
     assert svc.run_export(export.pk).status == ExportStatus.SUCCEEDED
     again = svc.run_export(export.pk)  # a redelivered task finds it done
     assert again.status == ExportStatus.SUCCEEDED and again.sha256 == DatasetExport.objects.get(pk=export.pk).sha256
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_exports_at_once_both_complete_identically(crowd):
+    """Two workers building at the same time (first export: both assign splits concurrently)."""
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL) for real concurrent connections")
+    Photo.objects.update(split="")
+    ids = [DatasetExport.objects.create(name="same", options=svc.clean_options(name="same", min_kept_votes=5)).pk
+           for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def build(pk):
+        try:
+            barrier.wait()
+            svc.run_export(pk)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=build, args=(pk,)) for pk in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a, b = (DatasetExport.objects.get(pk=pk) for pk in ids)
+    assert a.status == b.status == ExportStatus.SUCCEEDED, (a.error, b.error)
+    assert a.counts == b.counts and a.counts["total_photos"] == 6
+    with zipfile.ZipFile(export_path(a)) as za, zipfile.ZipFile(export_path(b)) as zb:
+        assert za.namelist() == zb.namelist()
+        for name in za.namelist():
+            if not name.endswith("README.txt"):
+                assert za.read(name) == zb.read(name), name

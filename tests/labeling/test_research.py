@@ -1,0 +1,68 @@
+"""Research page and its selector: Fig. 2/3, votes per photo, outlier share, MAE, epsilon-error."""
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from labeling.models import Photo, PlayerKind, Vote
+from labeling.selectors.research import research_stats
+from labeling.services.exports import export_now
+from labeling.services.votes import refresh_consensus
+from tests.factories import make_photo, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def crowd():
+    owner = make_user("owner")
+    humans = [make_user(kind=PlayerKind.IMPORTED) for _ in range(6)]
+    sims = [make_user(kind=PlayerKind.SIMULATED) for _ in range(2)]
+    model = make_user(kind=PlayerKind.MODEL)
+    real = make_photo(owner, real_age=30)
+    Vote.objects.bulk_create([Vote(photo=real, voter=v, age=a, voter_kind=PlayerKind.IMPORTED)
+                              for v, a in zip(humans, [32, 33, 34, 35, 36, 90])])
+    Vote.objects.create(photo=real, voter=model, age=31, voter_kind=PlayerKind.MODEL)
+    simulated = make_photo(owner, real_age=60)
+    Vote.objects.bulk_create([Vote(photo=simulated, voter=v, age=50, voter_kind=PlayerKind.SIMULATED) for v in sims])
+    for p in (real, simulated):
+        refresh_consensus(p.pk)
+    Photo.objects.filter(pk=real.pk).update(predicted_apparent_age=34.0)
+    return real, simulated
+
+
+def test_research_stats(crowd):
+    stats = research_stats()
+    assert stats.photos_in_pool == 2 and stats.photos_with_consensus == 2
+    assert stats.counting_votes == 8 and stats.kept_votes == 7  # 90 dropped; the model's vote never counts
+    assert stats.outlier_share == pytest.approx(1 / 8)
+    assert stats.votes_by_kind == {"imported": 6, "simulated": 2, "model": 1}
+    assert stats.real_as_predictor_mae == pytest.approx((4 + 10) / 2)
+    names = {p["name"]: p for p in stats.predictors}
+    assert names["Model: apparent age"]["n"] == 1 and names["Model: apparent age"]["mae"] == 0.0
+    # epsilon: the simulated photo's votes are unanimous (sigma 0) and left out.
+    assert names["Real age (ground truth)"]["epsilon"] > 0.3
+
+    real_only = research_stats(include_simulated=False)
+    assert real_only.photos_in_pool == 1 and real_only.counting_votes == 6
+    assert real_only.real_as_predictor_mae == pytest.approx(4.0)
+
+
+def test_research_page_for_researchers(client, crowd):
+    researcher = make_user("rita")
+    researcher.groups.add(Group.objects.get_or_create(name="researchers")[0])
+    export_now(min_kept_votes=5)
+    client.force_login(researcher)
+    page = client.get(reverse("research"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    for marker in ('id="fig-histogram"', 'id="fig-scatter"', 'id="fig-votes"', 'id="fig-export"',
+                   "data:image/png;base64,", "4.573", "Latest export"):
+        assert marker in html, marker
+    assert "https://cdn" not in html
+    assert client.get(reverse("research") + "?simulated=0").status_code == 200
+
+
+def test_research_page_empty(client):
+    client.force_login(make_user("boss", staff=True))
+    page = client.get(reverse("research"))
+    assert page.status_code == 200 and b"No finished export yet" in page.content
