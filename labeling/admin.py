@@ -87,3 +87,38 @@ class DatasetExportAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "status", "progress", "requested_by", "created_at", "finished_at", "size_bytes"]
     list_filter = ["status"]
     readonly_fields = ["counts", "sha256", "file", "size_bytes", "error"]
+
+
+# --- Dataset exports (issue 5): "Export dataset" actions; the export service does the work. --------
+
+@admin.action(description="Export dataset (the selected photos, APPA-REAL zip)")
+def export_selected_photos(modeladmin, request, queryset):
+    from labeling.services.exports import ExportRejected, request_export
+
+    try:
+        export = request_export(user=request.user, name="appareal-selection",
+                                photo_ids=list(queryset.values_list("pk", flat=True)))
+    except ExportRejected as exc:
+        modeladmin.message_user(request, exc.message, messages.ERROR)
+        return
+    modeladmin.message_user(request, f"Export {export.pk} queued (photos with consent, in the pool and with enough "
+                            "kept votes); follow it on the exports page.", messages.SUCCESS)
+
+
+@admin.action(description="Export dataset (again, with the selected exports' options)")
+def export_again(modeladmin, request, queryset):
+    from labeling.services.exports import ExportRejected, request_export
+
+    queued = []
+    for previous in queryset:
+        keys = ("name", "include_simulated", "include_dropped", "min_kept_votes", "photo_ids")
+        try:
+            queued.append(request_export(user=request.user, **{k: v for k, v in previous.options.items() if k in keys}))
+        except ExportRejected as exc:
+            modeladmin.message_user(request, f"Export {previous.pk}: {exc.message}", messages.ERROR)
+    if queued:
+        modeladmin.message_user(request, f"Queued export(s) {', '.join(str(e.pk) for e in queued)}.", messages.SUCCESS)
+
+
+PhotoAdmin.actions = [*PhotoAdmin.actions, export_selected_photos]
+DatasetExportAdmin.actions = [*(DatasetExportAdmin.actions or []), export_again]

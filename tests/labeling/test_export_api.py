@@ -133,3 +133,18 @@ def test_export_task_is_on_the_default_queue():
 
     route = celery_app.amqp.router.route({}, run_export_task.name)
     assert route["queue"].name == "default"
+
+
+def test_admin_export_actions(client, voted_photos, eager, django_capture_on_commit_callbacks):
+    client.force_login(make_user("admin", staff=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:labeling_photo_changelist"), {
+            "action": "export_selected_photos", "_selected_action": [voted_photos[0].pk]})
+    assert response.status_code == 302
+    export = DatasetExport.objects.get()
+    assert export.options["photo_ids"] == [voted_photos[0].pk] and export.status == ExportStatus.SUCCEEDED
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:labeling_datasetexport_changelist"), {
+            "action": "export_again", "_selected_action": [export.pk]})
+    again = DatasetExport.objects.exclude(pk=export.pk).get()
+    assert again.options == export.options and again.status == ExportStatus.SUCCEEDED
