@@ -148,3 +148,12 @@ def test_admin_export_actions(client, voted_photos, eager, django_capture_on_com
             "action": "export_again", "_selected_action": [export.pk]})
     again = DatasetExport.objects.exclude(pk=export.pk).get()
     assert again.options == export.options and again.status == ExportStatus.SUCCEEDED
+
+
+def test_shell_export_shows_in_the_api(api_client, researcher):
+    from labeling.services.exports import export_now
+
+    export = export_now(name="shell")
+    api_client.force_authenticate(researcher)
+    data = api_client.get(f"/api/exports/{export.pk}/").json()
+    assert data["requested_by"] is None and data["status"] == "succeeded" and data["counts"]["total_photos"] == 0
