@@ -72,10 +72,18 @@ def settle_scores(
     checked when its vote arrived); 0 re-derives everything from scratch.
     """
     awards = []
+    # counting[k] = number of counting votes at positions <= k: a cheap bound (n_kept <= count)
+    # that skips the prefixes which cannot have enough kept votes anyway.
+    counting, running = [], 0
+    for vote in votes:
+        running += vote.counts
+        counting.append(running)
     for i, vote in enumerate(votes):
         if not vote.earns or vote.id in already_scored:
             continue
         for k in range(max(i, check_from), len(votes)):
+            if counting[k] - vote.counts < min_others:
+                continue
             consensus = leave_one_out_consensus(votes, k, i, rule)
             if consensus.n_kept >= min_others:
                 awards.append(

@@ -268,11 +268,22 @@ class LedgerReport:
             self.examples.append(text)
 
 
-def _award_key(award) -> tuple:
-    return (award.user_id, award.reason, award.points, award.photo_id, award.vote_id, award.awarded_at, award.week)
+# An award as plain values (what a rebuild compares):
+# (user_id, reason, points, photo_id, vote_id, scored_against, awarded_at, week)
+AWARD_FIELDS = ("user_id", "reason", "points", "photo_id", "vote_id", "scored_against", "awarded_at", "week")
 
 
-def _expected_awards_for_photos(photo_rows, rule, min_others) -> list[PointsAward]:
+def _award_ident(row: tuple) -> tuple:
+    """What earned an award: the vote, or the uploaded photo."""
+    return ("vote", row[4]) if row[4] is not None else ("upload", row[3])
+
+
+def _same_award(a: tuple, b: tuple) -> bool:
+    # scored_against is informative only; points, player and date are what the rebuild vouches for.
+    return a[:5] == b[:5] and a[6:] == b[6:]
+
+
+def _expected_awards_for_photos(photo_rows, rule, min_others) -> list[tuple]:
     """Every award the votes and uploads of these photos earn (labeling.scoring, from scratch)."""
     from itertools import groupby
 
@@ -281,23 +292,13 @@ def _expected_awards_for_photos(photo_rows, rule, min_others) -> list[PointsAwar
 
     first, last = photo_rows[0][0], photo_rows[-1][0]
     expected = []
-    earning_owners = set(
-        PlayerProfile.objects.filter(
-            user_id__in={owner for _, owner, source, _ in photo_rows if source == PhotoSource.UPLOAD},
-            kind__in=EARNING_KINDS,
-        ).values_list("user_id", flat=True)
-    )
-    # Owners without a profile play as humans (see player_kind).
-    profiled = set(
-        PlayerProfile.objects.filter(user_id__in={owner for _, owner, _, _ in photo_rows}).values_list("user_id", flat=True)
-    )
+    owners = {owner for _, owner, _, _ in photo_rows}
+    kinds = dict(PlayerProfile.objects.filter(user_id__in=owners).values_list("user_id", "kind"))
     points = settings.APPAREAL["UPLOAD_POINTS"]
     for pk, owner, source, created in photo_rows:
-        if source == PhotoSource.UPLOAD and (owner in earning_owners or owner not in profiled):
-            expected.append(
-                PointsAward(user_id=owner, reason=AwardReason.UPLOAD, points=points, photo_id=pk,
-                            awarded_at=created, week=week_of(created))
-            )
+        # Owners without a profile play as humans (see player_kind).
+        if source == PhotoSource.UPLOAD and kinds.get(owner, PlayerKind.HUMAN) in EARNING_KINDS:
+            expected.append((owner, AwardReason.UPLOAD.value, points, pk, None, None, created, week_of(created)))
     votes = (
         Vote.objects.filter(photo_id__gte=first, photo_id__lte=last)
         .order_by("photo_id", "id")
@@ -310,8 +311,7 @@ def _expected_awards_for_photos(photo_rows, rule, min_others) -> list[PointsAwar
         for s in settle_scores(scoring, rule=rule, min_others=min_others):
             when = info[s.trigger_vote_id][5]
             expected.append(
-                PointsAward(user_id=info[s.vote_id][2], reason=AwardReason.VOTE, points=s.points, photo_id=photo_id,
-                            vote_id=s.vote_id, scored_against=s.against, awarded_at=when, week=week_of(when))
+                (info[s.vote_id][2], AwardReason.VOTE.value, s.points, photo_id, s.vote_id, s.against, when, week_of(when))
             )
     return expected
 
@@ -335,33 +335,31 @@ def rebuild_ledger(*, apply: bool = True, chunk: int = 2000) -> LedgerReport:
         report.photos += len(photo_rows)
         expected = _expected_awards_for_photos(photo_rows, rule, min_others)
         report.awards_expected += len(expected)
-        existing = list(PointsAward.objects.filter(photo_id__gte=first, photo_id__lte=last_id))
-        # Identify an award by what earned it: the vote, or the uploaded photo.
-        ident = lambda a: ("vote", a.vote_id) if a.vote_id else ("upload", a.photo_id)  # noqa: E731
-        want = {ident(a): a for a in expected}
-        have = {ident(a): a for a in existing}
+        existing = PointsAward.objects.filter(photo_id__gte=first, photo_id__lte=last_id).values_list("pk", *AWARD_FIELDS)
+        want = {_award_ident(row): row for row in expected}
+        have = {_award_ident(row[1:]): (row[0], row[1:]) for row in existing}
         stale, fresh = [], []
         for key, award in want.items():
             old = have.get(key)
             if old is None:
                 report.missing += 1
-                report.note(f"missing {key[0]} award {key[1]}: +{award.points} to user {award.user_id}")
+                report.note(f"missing {key[0]} award {key[1]}: +{award[2]} to user {award[0]}")
                 fresh.append(award)
-            elif _award_key(old) != _award_key(award):
+            elif not _same_award(old[1], award):
                 report.changed += 1
-                report.note(f"{key[0]} award {key[1]}: ledger +{old.points} to {old.user_id} on {old.awarded_at:%F}, "
-                            f"data says +{award.points} to {award.user_id} on {award.awarded_at:%F}")
-                stale.append(old.pk)
+                report.note(f"{key[0]} award {key[1]}: ledger +{old[1][2]} to {old[1][0]} on {old[1][6]:%F}, "
+                            f"data says +{award[2]} to {award[0]} on {award[6]:%F}")
+                stale.append(old[0])
                 fresh.append(award)
-        for key, old in have.items():
+        for key, (pk, old) in have.items():
             if key not in want:
                 report.extra += 1
-                report.note(f"extra {key[0]} award {key[1]}: +{old.points} to user {old.user_id}")
-                stale.append(old.pk)
+                report.note(f"extra {key[0]} award {key[1]}: +{old[2]} to user {old[0]}")
+                stale.append(pk)
         if apply and (stale or fresh):
             with transaction.atomic():
                 PointsAward.objects.filter(pk__in=stale).delete()
-                PointsAward.objects.bulk_create(fresh, batch_size=5000)
+                PointsAward.objects.bulk_create([PointsAward(**dict(zip(AWARD_FIELDS, row))) for row in fresh], batch_size=5000)
     _compare_totals(report, apply=apply)
     return report
 

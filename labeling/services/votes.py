@@ -248,7 +248,9 @@ def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
                 _store_kept_flags(votes, flags, skip_last=True)
                 _store_consensus(photo, consensus)
             awards = _score(photo, votes, rule, check_from=len(votes.ids) - 1)
-            if counts_for_consensus(kind) and not already_flagged:
+            # Only a dropped vote can push a player over the share: checking then saves a query
+            # on the usual (kept) vote.
+            if counts_for_consensus(kind) and not already_flagged and not vote.kept:
                 _flag_if_outlier(voter.pk)
     except IntegrityError as exc:
         # Only the one-vote-per-player constraint can fail here (a bulk writer bypassing the lock).

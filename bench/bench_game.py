@@ -1,0 +1,203 @@
+"""The game benchmark (issue 4), one command: seed PostgreSQL, serve with gunicorn, drive load, check.
+
+    .venv/bin/python bench/bench_game.py                      # 50k players, 100k photos, 1M votes
+    .venv/bin/python bench/bench_game.py --quick              # 5k / 10k / 100k, for a smoke run
+    .venv/bin/python bench/bench_game.py --reuse              # keep the seeded database
+
+Steps: (re)create the database `appareal_bench` (PostgreSQL at 127.0.0.1:5432, user postgres),
+migrate, seed with COPY (bench/bench_game_seed.py), start gunicorn against it and Redis (db 3),
+then from a second process (bench/bench_game_load.py, asyncio + httpx, loopback only):
+votes at 16 and 64 concurrent clients (bounded by count and time), GET /api/photos/next/ and
+GET /api/leaderboard/; stop gunicorn; check votes stored == votes acknowledged; run
+`recompute_consensus --check` and `rebuild_ledger --dry-run --check`. Prints every figure and the
+machine; the results go into docs/benchmarks.md by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+PG = "postgres://postgres@127.0.0.1:5432"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run(cmd: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
+    say("$ " + " ".join(shlex.quote(c) for c in cmd))
+    return subprocess.run(cmd, env=env, cwd=REPO, check=True, text=True, **kwargs)
+
+
+def count_votes(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT COUNT(*) FROM labeling_vote").fetchone()[0]
+
+
+def wait_ready(port: int, token: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/api/leaderboard/", headers={"Authorization": f"Token {token}"}, timeout=5)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("gunicorn did not come up")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default="appareal_bench")
+    parser.add_argument("--players", type=int, default=50_000)
+    parser.add_argument("--photos", type=int, default=100_000)
+    parser.add_argument("--votes", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="10x smaller database")
+    parser.add_argument("--reuse", action="store_true", help="keep an already seeded database")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread when > 1)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--vote-count", type=int, default=15_000, help="votes per concurrency level (upper bound)")
+    parser.add_argument("--read-count", type=int, default=3_000, help="requests per read benchmark (upper bound)")
+    parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
+    parser.add_argument("--concurrency", default="16,64")
+    parser.add_argument("--skip-checks", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.players, args.photos, args.votes = args.players // 10, args.photos // 10, args.votes // 10
+
+    db_url = f"{PG}/{args.db}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "DJANGO_SETTINGS_MODULE": "appareal_site.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DB_CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "ERROR",
+    }
+    env.pop("CELERY_BROKER_URL", None)
+    say(f"machine: {os.cpu_count()} cores ({cpu_model()}), load average {os.getloadavg()[0]:.1f} at start; "
+        f"Python {platform.python_version()}")
+    t_total = time.perf_counter()
+
+    seeded = False
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (args.db,)).fetchone()
+        if exists and args.reuse:
+            seeded = True
+        else:
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{args.db}"')
+    if not seeded:
+        t0 = time.perf_counter()
+        run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)
+        run([PY, "bench/bench_game_seed.py", "--players", str(args.players), "--photos", str(args.photos), "--votes", str(args.votes)], env)
+        say(f"seeded {args.players} players, {args.photos} photos, {args.votes} votes in {time.perf_counter() - t0:.0f} s")
+
+    with psycopg.connect(db_url) as conn:
+        players = [r[0] for r in conn.execute("SELECT user_id FROM authtoken_token ORDER BY user_id")]
+        photos = [list(r) for r in conn.execute("SELECT id, owner_id FROM labeling_photo WHERE status = 'active'")]
+        sizes = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                 for t in ("auth_user", "labeling_photo", "labeling_vote", "leaderboard_pointsaward")}
+    say(f"database: {sizes}")
+    plan = Path(tempfile.mkdtemp(prefix="bench-game-")) / "plan.json"
+    plan.write_text(json.dumps({"players": players, "photos": photos}))
+    subprocess.run(["redis-cli", "-n", "3", "FLUSHDB"], check=False, capture_output=True)
+
+    gunicorn = [str(Path(PY).parent / "gunicorn"), "appareal_site.wsgi:application", "--bind", f"127.0.0.1:{args.port}",
+                "--workers", str(args.workers), "--backlog", "2048", "--log-level", "warning"]
+    if args.threads > 1:
+        gunicorn += ["--worker-class", "gthread", "--threads", str(args.threads)]
+    say("$ " + " ".join(gunicorn))
+    server = subprocess.Popen(gunicorn, env=env, cwd=REPO, start_new_session=True)
+    results = []
+    try:
+        from bench_game_load import token_for
+
+        wait_ready(args.port, token_for(players[0]))
+
+        phase = 0
+
+        def load(mode: str, concurrency: int, count: int) -> dict:
+            nonlocal phase
+            phase += 1  # a fresh random sequence per phase: no replay of earlier (player, photo) pairs
+            cmd = [PY, "bench/bench_game_load.py", "--seed", str(phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
+                   "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan)]
+            out = run(cmd, env, capture_output=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            say(json.dumps(result))
+            return result
+
+        load("leaderboard", 4, 200)  # warm-up: imports, connections, caches
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            before = count_votes(db_url)
+            result = load("vote", concurrency, args.vote_count)
+            stored = count_votes(db_url) - before
+            result["stored"] = stored
+            say(f"votes at {concurrency} clients: acknowledged {result['acknowledged']}, stored {stored}: "
+                + ("OK" if stored == result["acknowledged"] else "MISMATCH"))
+            results.append(result)
+        results.append(load("next", 16, args.read_count))
+        results.append(load("leaderboard", 16, args.read_count))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    checks = {}
+    if not args.skip_checks:
+        for name, cmd in (("recompute_consensus", ["recompute_consensus", "--check"]),
+                          ("rebuild_ledger", ["rebuild_ledger", "--dry-run", "--check"])):
+            t0 = time.perf_counter()
+            proc = subprocess.run([PY, "manage.py", *cmd], env=env, cwd=REPO, text=True, capture_output=True)
+            last = (proc.stdout.strip().splitlines() or [proc.stderr.strip()])[-1]
+            checks[name] = f"{last} (exit {proc.returncode}, {time.perf_counter() - t0:.0f} s)"
+            say(f"{name}: {checks[name]}")
+
+    say("\nsummary")
+    say(f"machine: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}; gunicorn {args.workers} workers"
+        + (f" x {args.threads} threads" if args.threads > 1 else " (sync)") + f"; database {sizes}")
+    for r in results:
+        line = (f"- {r['mode']} @ {r['concurrency']}: {r['requests']} requests in {r['seconds']} s = {r['per_second']}/s, "
+                f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}")
+        if "stored" in r:
+            line += f", acknowledged {r['acknowledged']} / stored {r['stored']}"
+        say(line)
+        for kind, k in r.get("by_kind", {}).items():
+            say(f"    {kind}: p50 {k['p50_ms']} ms, p99 {k['p99_ms']} ms (n={k['n']})")
+    for name, text in checks.items():
+        say(f"- {name}: {text}")
+    say(f"total {time.perf_counter() - t_total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
