@@ -27,6 +27,7 @@ exactly what it gives alone); RNet and ONet run on all boxes of all images at on
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 from typing import Sequence
@@ -109,16 +110,20 @@ class AreaResizer:
 
     The integral image ``I`` of a piecewise-constant image is bilinear inside every cell, so the
     integral up to any real point is a bilinear interpolation of ``I``; each output pixel is then
-    ``(F(y1, x1) - F(y0, x1) - F(y1, x0) + F(y0, x0)) / (sy * sx)``. ``I`` (float64) is built once
-    per image and serves every pyramid level, each level costing O(h * W).
+    ``(F(y1, x1) - F(y0, x1) - F(y1, x0) + F(y0, x0)) / (sy * sx)``. ``I`` (float64, H x W x C so
+    that the gathers copy whole rows) is built once per image and serves every pyramid level.
+    ``hwc`` returns a (height, width, C) view.
     """
 
     def __init__(self, img: torch.Tensor):
+        """``img``: (C, H, W)."""
         self.dtype = img.dtype
         C, H, W = img.shape
         self.H, self.W = H, W
-        integ = torch.zeros((C, H + 1, W + 1), dtype=torch.float64, device=img.device)
-        integ[:, 1:, 1:] = img.to(torch.float64).cumsum(1).cumsum(2)
+        # stored transposed, (W+1, H+1, C): torch's cumsum is fast along an inner dimension only
+        a = img.permute(1, 2, 0).to(torch.float64).cumsum(1)  # (H, W, C), along x
+        integ = torch.zeros((W + 1, H + 1, C), dtype=torch.float64, device=img.device)
+        integ[1:, 1:] = a.transpose(0, 1).contiguous().cumsum(1)  # (W, H, C), along y
         self.integ = integ
 
     @staticmethod
@@ -128,19 +133,21 @@ class AreaResizer:
         i = torch.floor(t).clamp_(max=n_in - 1)
         return i.long(), t - i
 
-    def __call__(self, height: int, width: int) -> torch.Tensor:
+    def hwc(self, height: int, width: int) -> torch.Tensor:
+        """The resized image as (height, width, C)."""
         dev = self.integ.device
         iy, fy = self._grid(self.H, height, dev)
         ix, fx = self._grid(self.W, width, dev)
-        a = self.integ.index_select(1, iy)
-        fy_ = fy[None, :, None]
-        g = a + fy_ * (self.integ.index_select(1, iy + 1) - a)  # (C, h+1, W+1)
-        a = g.index_select(2, ix)
-        fx_ = fx[None, None, :]
-        g = a + fx_ * (g.index_select(2, ix + 1) - a)  # (C, h+1, w+1)
-        out = g[:, 1:, 1:] - g[:, :-1, 1:] - g[:, 1:, :-1] + g[:, :-1, :-1]
-        out = out * ((height / self.H) * (width / self.W))
-        return out.to(self.dtype)
+        g = torch.lerp(self.integ.index_select(0, ix), self.integ.index_select(0, ix + 1),
+                       fx[:, None, None])  # (w+1, H+1, C)
+        g = torch.lerp(g.index_select(1, iy), g.index_select(1, iy + 1), fy[None, :, None])
+        out = g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1]  # (w, h, C)
+        out = out.mul_((height / self.H) * (width / self.W))
+        return out.to(self.dtype).transpose(0, 1)
+
+    def __call__(self, height: int, width: int) -> torch.Tensor:
+        """The resized image as (C, height, width)."""
+        return self.hwc(height, width).permute(2, 0, 1)
 
 
 def area_resize(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -201,7 +208,7 @@ def _pack(rects: list[_Rect], max_pixels: int) -> list[tuple[int, int]]:
             x += w
             used_w = max(used_w, x)
             shelf_h = max(shelf_h, h)
-        canvases.append((y + shelf_h, used_w))
+        canvases.append((ev(y + shelf_h), ev(used_w)))
     return canvases
 
 
@@ -341,14 +348,23 @@ class FaceDetector:
     ``device``: anything ``torch.device`` accepts (default: CPU). ``nms``: ``"reference"``
     (reproduces the ``mtcnn`` package) or ``"greedy"``. ``max_image_pixels``: larger images are
     area-downscaled before detection (results are mapped back); ``max_batch_pixels`` bounds the
-    mosaic PNet runs on at once.
+    mosaic PNet runs on at once. ``num_threads``: torch intra-op threads used during a call on CPU
+    (default 1, or the ``APPAREAL_FACE_THREADS`` environment variable; ``None`` leaves torch's
+    setting alone). One thread is the right choice in a web worker and on a shared machine (several
+    threads spin and wait for each other when the CPU is busy); the previous setting is restored
+    after each call, nothing is changed at import.
     """
 
     def __init__(self, device=None, *, scale_factor: float = 0.709,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
                  nms: str = "reference", max_image_pixels: int = 16_000_000,
-                 max_batch_pixels: int | None = None, patch_batch: int = 1024):
+                 max_batch_pixels: int | None = None, patch_batch: int = 1024,
+                 num_threads: int | None = -1):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if num_threads == -1:  # default: env APPAREAL_FACE_THREADS, else 1 on CPU
+            env = os.environ.get("APPAREAL_FACE_THREADS", "").strip()
+            num_threads = int(env) if env else (1 if self.device.type == "cpu" else None)
+        self.num_threads = num_threads if num_threads and num_threads > 0 else None
         self.scale_factor = scale_factor
         self.thresholds = thresholds
         if nms not in ("reference", "greedy"):
@@ -400,8 +416,21 @@ class FaceDetector:
         return results
 
     # ----------------------------------------------------------------- internals
-    @torch.inference_mode()
     def _detect_arrays(self, arrays: list[np.ndarray], min_face_size: int) -> list[list[Face]]:
+        n = self.num_threads
+        if n is None or self.device.type != "cpu":
+            return self._detect_arrays_inner(arrays, min_face_size)
+        prev = torch.get_num_threads()
+        if prev != n:
+            torch.set_num_threads(n)
+        try:
+            return self._detect_arrays_inner(arrays, min_face_size)
+        finally:
+            if prev != n:
+                torch.set_num_threads(prev)
+
+    @torch.inference_mode()
+    def _detect_arrays_inner(self, arrays: list[np.ndarray], min_face_size: int) -> list[list[Face]]:
         n_img = len(arrays)
         results: list[list[Face]] = [[] for _ in range(n_img)]
         tensors: list[torch.Tensor | None] = []
@@ -475,26 +504,33 @@ class FaceDetector:
         cand_boxes, cand_scores, cand_img, cand_level = [], [], [], []
         for ci, (CH, CW) in enumerate(canvases):
             mine = [(ri, r) for ri, r in enumerate(rects) if r.canvas == ci]
-            canvas = torch.zeros((1, CH, CW, 3), dtype=torch.float32, device=dev).permute(0, 3, 1, 2)
-            valid1 = torch.zeros((CH - 2, CW - 2), dtype=torch.bool, device=dev)
-            ho, wo = (CH - 2 + 1) // 2 - 4, (CW - 2 + 1) // 2 - 4
+            ho, wo = (CH - 2) // 2 - 4, (CW - 2) // 2 - 4
             if ho <= 0 or wo <= 0:
                 continue
+            # NHWC memory (channels-last), even sizes so that 2x2 pooling needs no ceil mode
+            canvas_hwc = torch.zeros((CH, CW, 3), dtype=torch.float32, device=dev)
             owner = torch.full((ho, wo), -1, dtype=torch.long, device=dev)
             resizers: dict[int, AreaResizer] = {}
             for ri, r in mine:  # loop over pyramid levels (tens), not boxes
                 if r.image not in resizers:
                     resizers = {r.image: AreaResizer(imgs[r.image])}  # rects come image by image
-                level = resizers[r.image](r.h, r.w)
-                canvas[0, :, r.y:r.y + r.h, r.x:r.x + r.w] = level
-                valid1[r.y:r.y + r.h - 2, r.x:r.x + r.w - 2] = True
-                ph, pw = (r.h - 2 + 1) // 2 - 4, (r.w - 2 + 1) // 2 - 4
+                canvas_hwc[r.y:r.y + r.h, r.x:r.x + r.w] = resizers[r.image].hwc(r.h, r.w)
+                ph, pw = (r.h - 1) // 2 - 4, (r.w - 1) // 2 - 4
                 if ph > 0 and pw > 0:
                     owner[r.y // 2:r.y // 2 + ph, r.x // 2:r.x // 2 + pw] = ri
-            x = self.pnet.stem(canvas)
-            x = x.masked_fill(~valid1[None, None], float("-inf"))
-            x = self.pnet.pool(x)
-            x = torch.nan_to_num(x, neginf=0.0)  # cells that belong to no level
+            resizers.clear()
+            canvas = canvas_hwc.permute(2, 0, 1)[None]
+            x = self.pnet.stem(canvas)  # (1, 10, CH-2, CW-2)
+            # A level alone has (w-2) conv1 columns; when that is odd, Keras' "same" pooling pools
+            # its last column alone. In the mosaic it would share a window with the next column:
+            # set that column (and likewise the row) to -inf so the window's max is the level's.
+            for _, r in mine:
+                if (r.w - 2) % 2:
+                    x[:, :, r.y:r.y + r.h - 1, r.x + r.w - 2] = float("-inf")
+                if (r.h - 2) % 2:
+                    x[:, :, r.y + r.h - 2, r.x:r.x + r.w - 1] = float("-inf")
+            x = torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+                              torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
             reg, prob = self.pnet.head(x)
             reg = reg[0, :, :ho, :wo]
             p = prob[0, 1, :ho, :wo]
