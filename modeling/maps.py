@@ -70,6 +70,12 @@ def overlay(crop: Image.Image, values: np.ndarray) -> Image.Image:
 
 def compute_maps(apparent_predictor, real_predictor, crop: Image.Image) -> dict[str, Image.Image]:
     """The maps that the active models allow (a key is missing when its model is)."""
+    try:
+        from modeling import sensitivity as core
+    except ImportError:  # the modeling core's maps are not there: the fallback below
+        core = None
+    if core is not None and hasattr(core, "sensitivity_image") and hasattr(core, "difference_image"):
+        return _core_maps(core, apparent_predictor, real_predictor, crop)
     maps: dict[str, np.ndarray] = {}
     if apparent_predictor is not None:
         maps["apparent"] = gradient_map(_nets(apparent_predictor)[:1], crop)
@@ -83,6 +89,23 @@ def compute_maps(apparent_predictor, real_predictor, crop: Image.Image) -> dict[
         diff = maps["real"] - maps["apparent"]
         span = np.abs(diff).max()
         images["real_minus_apparent"] = overlay(crop, np.abs(diff) / span if span > 0 else diff)
+    return images
+
+
+def _core_maps(core, apparent_predictor, real_predictor, crop):
+    from modeling.predictor import AgePredictor
+
+    images = {}
+    if apparent_predictor is not None:
+        base = AgePredictor(_nets(apparent_predictor)[:1], apparent_predictor.device)
+        images["apparent"] = core.sensitivity_image(base, crop)
+    if real_predictor is not None:
+        nets = _nets(real_predictor)
+        images["real"] = core.sensitivity_image(real_predictor, crop)
+        if len(nets) > 1:
+            images["residual"] = core.sensitivity_image(AgePredictor(nets[-1:], real_predictor.device), crop)
+        if apparent_predictor is not None:
+            images["real_minus_apparent"] = core.difference_image(real_predictor, base, crop)
     return images
 
 

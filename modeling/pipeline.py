@@ -106,16 +106,11 @@ def fit_svr(apparent_model: str, data_dir: str, out_path: str, cache_dir: str | 
         from modeling import svr as core_svr  # the modeling core's version, when it has landed
     except ImportError:
         core_svr = None
-    for name in ("fit_svr_file", "train_svr", "fit_svr"):
-        fn = getattr(core_svr, name, None) if core_svr else None
-        if fn is None:
-            continue
-        try:
-            result = fn(apparent_model, data_dir, out_path)
-        except TypeError:
-            continue
-        path = getattr(result, "model_path", None) or (result if isinstance(result, str) else out_path)
-        if os.path.isfile(path):
+    fn = getattr(core_svr, "fit_svr_file", None) if core_svr else None
+    if fn is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        path = fn(apparent_model, data_dir, out_path, cache_dir=cache_dir)
+        if isinstance(path, str) and os.path.isfile(path):
             return path
     return _fit_svr_fallback(apparent_model, data_dir, out_path, cache_dir)
 
@@ -163,7 +158,7 @@ def paper_tables(data_dir: str, models: dict[str, str], cache_dir: str | None = 
     """Tables II (apparent-age MAE) and III (real-age MAE) on the test split for ``models``
     (row name -> model file), with the ground-truth rows.  Returns
     ``{"table2": [{"method", "mae"}...], "table3": [...], "markdown": str, "n_test": int}``."""
-    core = _core_tables(data_dir, models)
+    core = _core_tables(data_dir, models, cache_dir)
     if core is not None:
         return core
     rows2, rows3 = [], []
@@ -187,18 +182,18 @@ def paper_tables(data_dir: str, models: dict[str, str], cache_dir: str | None = 
             "markdown": tables_markdown(rows2, rows3, len(samples))}
 
 
-def _core_tables(data_dir: str, models: dict[str, str]):
+def _core_tables(data_dir: str, models: dict[str, str], cache_dir: str | None = None):
     """Use ``modeling.evaluate`` when it offers a function returning the tables; None otherwise."""
     try:
         from modeling import evaluate as core
     except ImportError:
         return None
-    for name in ("paper_tables", "evaluate_tables", "tables"):
+    for name in ("paper_tables", "evaluate_tables"):
         fn = getattr(core, name, None)
         if not callable(fn):
             continue
         try:
-            out = fn(data_dir, models)
+            out = fn(data_dir, models, cache_dir=cache_dir)
         except Exception:  # noqa: BLE001 - different signature or failure: use the fallback
             log.warning("modeling.evaluate.%s could not be used; using the app's MAE tables", name, exc_info=True)
             return None

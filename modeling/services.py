@@ -493,12 +493,30 @@ def _train_config(run: TrainingRun, stage: pipeline.Stage, data_dir: str, out: P
     )
 
 
+def json_safe(value):
+    """NaN/inf -> None and numpy scalars -> Python (PostgreSQL's jsonb refuses NaN)."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
+
+
 def _register(run: TrainingRun, stage: pipeline.Stage, path: Path, metrics: dict, parent: ModelVersion | None,
               fingerprint: str) -> ModelVersion:
     relative = str(path.resolve().relative_to(Path(settings.PRIVATE_ROOT).resolve()))
     version, _ = ModelVersion.objects.update_or_create(
         run=run, kind=stage.kind,
-        defaults={"role": stage.role, "name": stage.name, "file": relative, "metrics": metrics,
+        defaults={"role": stage.role, "name": stage.name, "file": relative, "metrics": json_safe(metrics),
                   "parent": parent, "test_split_fingerprint": fingerprint},
     )
     return version
@@ -560,9 +578,9 @@ def _train_run(run: TrainingRun) -> None:
     TrainingRun.objects.filter(pk=run.pk).update(stage="Tables II/III", progress=0.99)
     tables = pipeline.paper_tables(data_dir, {versions[s.key].name: paths[s.key] for s in stages},
                                    cache_dir=str(root / ".cache"))
-    TrainingRun.objects.filter(pk=run.pk).update(tables=tables)
+    TrainingRun.objects.filter(pk=run.pk).update(tables=json_safe(tables))
     decision = promote_if_better(run, list(versions.values()), data_dir, cache_dir=str(root / ".cache"))
-    _finish(run.pk, RunStatus.SUCCEEDED, progress=1.0, stage="done", promotion=decision)
+    _finish(run.pk, RunStatus.SUCCEEDED, progress=1.0, stage="done", promotion=json_safe(decision))
     _append_log(run.pk, "succeeded; " + decision.get("summary", ""))
     if decision.get("promoted"):
         queue_stale_predictions()

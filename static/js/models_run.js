@@ -13,11 +13,20 @@
     var c = document.createElement("caption");
     c.textContent = caption + " (n=" + n + ")";
     t.appendChild(c);
+    var head = document.createElement("thead");
+    var hr = document.createElement("tr");
+    ["Method", "MAE", "CS(5)", "Paper MAE (APPA-REAL)"].forEach(function (h) {
+      var th = document.createElement("th"); th.textContent = h; hr.appendChild(th);
+    });
+    head.appendChild(hr);
+    t.appendChild(head);
     var body = document.createElement("tbody");
     rows.forEach(function (r) {
       var tr = document.createElement("tr");
       tr.appendChild(cell(r.method));
-      tr.appendChild(cell(r.mae === null ? "–" : r.mae.toFixed(3)));
+      tr.appendChild(cell(r.mae === null || r.mae === undefined ? "–" : r.mae.toFixed(3)));
+      tr.appendChild(cell(r.cs5 === null || r.cs5 === undefined ? "" : Math.round(r.cs5 * 100) + "%"));
+      tr.appendChild(cell(r.paper === null || r.paper === undefined ? "" : String(r.paper)));
       body.appendChild(tr);
     });
     t.appendChild(body);
