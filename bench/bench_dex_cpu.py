@@ -7,7 +7,7 @@ regression head on EfficientNet-Lite0, each with a wall-clock budget, then test 
 
 Everything goes under bench/out/dex_cpu/ (git-ignored); the figures and commands are printed and
 written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkface/aligned.
-Environment knobs: DEX_MINUTES (30), RES_MINUTES (15), L1_MINUTES (= DEX_MINUTES), SEED (0).
+Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ CACHE = os.path.join(ROOT, "bench", "out", ".cache")
 PY = sys.executable
 SEED = int(os.environ.get("SEED", "0"))
 DEX_MIN = float(os.environ.get("DEX_MINUTES", "30"))
-RES_MIN = float(os.environ.get("RES_MINUTES", "15"))
+RES_MIN = float(os.environ.get("RES_MINUTES", "12"))
 L1_MIN = float(os.environ.get("L1_MINUTES", str(DEX_MIN)))
 
 COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0", "--image-size", "112",

@@ -287,6 +287,16 @@ def _suffix_predict(net, feats, start, device, tta, use_amp, batch_size=256):
     return torch.cat(vals)
 
 
+def _write_predictions(path, samples, pred, truth):
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file_name", "target", "prediction"])
+        for smp, p, t in zip(samples, pred, truth):
+            w.writerow([smp.file_name, f"{t:g}", f"{p:.4f}"])
+
+
 def _metrics(pred: np.ndarray, true: np.ndarray) -> dict:
     err = np.abs(pred - true)
     return {"mae": float(err.mean()), "cs5": float((err <= 5).mean()), "n": int(len(err))}
@@ -570,7 +580,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     for split in ds:
         if split == "train":
             continue
-        m, _ = evaluate(split)
+        m, pred = evaluate(split)
+        _write_predictions(os.path.join(cfg.out, f"predictions_{split}.csv"), ds[split], pred, truth[split])
         metrics[f"{split}_{cfg.target}_mae"] = m["mae"]
         metrics[f"{split}_{cfg.target}_cs5"] = m["cs5"]
     model_config = {"backbone": cfg.backbone, "head": head, "image_size": cfg.image_size,

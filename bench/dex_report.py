@@ -1,0 +1,142 @@
+"""Report for bench/bench_dex_cpu.py: test MAE of the three runs (from their model files and
+per-image predictions), a check that the full-precision predictor agrees with the predictions made
+through the cached frozen-stage features, inference speed, full-network training speed, and the
+anchor (bench/bench_anchor.py) on the same test images.  Writes report.md / report.json."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from modeling import data as D  # noqa: E402
+from modeling.modelfile import load_model_file  # noqa: E402
+from modeling.predictor import AgePredictor  # noqa: E402
+
+RUN_NAMES = {"real_dex": "Real DEX", "real_residual": "Real + Residual DEX", "real_l1": "Real L1 regression"}
+
+
+def read_preds(path):
+    with open(path, newline="") as fh:
+        return {r["file_name"]: (float(r["target"]), float(r["prediction"])) for r in csv.DictReader(fh)}
+
+
+def mae_cs5(pairs):
+    err = np.array([abs(p - t) for t, p in pairs])
+    return float(err.mean()), float((err <= 5).mean())
+
+
+def speed(model_path, data_dir, n_check=256):
+    p = AgePredictor.load(model_path, device="cpu")
+    size = p.stages[0].size
+    samples = D.read_split(data_dir, "test")[:max(n_check, 64)]
+    x = D.tensor_cache(samples, size, None)[0]
+    net = p.stages[0].net.eval()
+    xf = x.float() / 255
+    out = {}
+    with torch.no_grad():
+        net(xf[:1])
+        t1 = []
+        for i in range(40):
+            t = time.perf_counter()
+            net(xf[i:i + 1])
+            t1.append(time.perf_counter() - t)
+        t32 = []
+        for i in range(5):
+            t = time.perf_counter()
+            net(xf[i * 8:i * 8 + 32])
+            t32.append(time.perf_counter() - t)
+    out["ms_per_face_batch1"] = 1000 * statistics.median(t1)
+    out["ms_per_face_batch32"] = 1000 * statistics.median(t32) / 32
+    out["image_size"] = size
+    out["note"] = "one forward pass of one network (no flip TTA; TTA doubles it, a residual chain doubles it again)"
+    # full fine-tuning step (all layers trainable) at batch 32
+    from modeling.nets import AgeNet
+    import torch.nn.functional as F
+    m = AgeNet("efficientnet_lite0", "dex", pretrained=False, image_size=size).train()
+    m.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    xb = xf[:32].contiguous(memory_format=torch.channels_last)
+    yb = torch.randint(0, 101, (32,))
+    ts = []
+    for i in range(4):
+        t = time.perf_counter()
+        loss = F.cross_entropy(m(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ts.append(time.perf_counter() - t)
+    out["full_train_images_per_s_batch32"] = 32 / statistics.median(ts[1:])
+    # agreement: full-precision predictor vs the training-time predictions (fp16 cached features)
+    return out, p, samples[:n_check], x[:n_check]
+
+
+def main(out_dir, data_dir):
+    report = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                          "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+                          "note": "2 cores shared with other work (tests, other benchmarks) during the runs"}}
+    split_path = os.path.join(out_dir, "split.json")
+    if os.path.isfile(split_path):
+        report["split"] = json.load(open(split_path))
+    prep = os.path.join(out_dir, "prepare_seconds.txt")
+    if os.path.isfile(prep):
+        report["prepare_seconds"] = float(open(prep).read())
+    cmds = os.path.join(out_dir, "commands.txt")
+    report["commands"] = open(cmds).read().splitlines() if os.path.isfile(cmds) else []
+    runs, preds = {}, {}
+    for key, name in RUN_NAMES.items():
+        mp = os.path.join(out_dir, key, "model.pt")
+        if not os.path.isfile(mp):
+            runs[name] = {"status": "not finished"}
+            continue
+        meta = load_model_file(mp)["metadata"]
+        preds[name] = read_preds(os.path.join(out_dir, key, "predictions_test.csv"))
+        m, c = mae_cs5(preds[name].values())
+        runs[name] = {"test_mae": m, "test_cs5": c, "n_test": len(preds[name]),
+                      "valid_mae": meta["metrics"].get("valid_real_mae"), "status": meta["status"],
+                      "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
+                      "train_seconds": meta["train_seconds"], "wall_seconds": meta["wall_seconds"],
+                      "train_images_per_s": meta["images_per_second"], "model": mp}
+    report["runs"] = runs
+    dex = os.path.join(out_dir, "real_dex", "model.pt")
+    if os.path.isfile(dex):
+        sp, p, samples, x = speed(dex, data_dir)
+        report["speed"] = sp
+        res = p.predict_tensors(lambda s: x, batch_size=64, tta=True)["age"]
+        ref = np.array([preds["Real DEX"][s.file_name][1] for s in samples])
+        report["check_full_precision_vs_cached"] = {"n": len(samples),
+                                                   "max_abs_diff_years": float(np.abs(res - ref).max()),
+                                                   "mean_abs_diff_years": float(np.abs(res - ref).mean())}
+    anchor_path = os.path.join(out_dir, "anchor_predictions.csv")
+    if os.path.isfile(anchor_path):
+        rows = list(csv.DictReader(open(anchor_path, newline="")))
+        got = {r["file_name"]: float(r["age"]) for r in rows if r["age"] not in ("", None)}
+        truth = {f: t for f, (t, _) in preds.get("Real DEX", {}).items()}
+        common = [f for f in got if f in truth]
+        a = {"n_scored": len(rows), "n_with_face": len(got), "n_compared": len(common)}
+        if common:
+            a["anchor_mae"], a["anchor_cs5"] = mae_cs5((truth[f], got[f]) for f in common)
+            for name, pr in preds.items():
+                a[f"{name} mae on the same images"] = mae_cs5((pr[f][0], pr[f][1]) for f in common)[0]
+        meta = os.path.join(out_dir, "anchor_meta.json")
+        if os.path.isfile(meta):
+            a.update(json.load(open(meta)))
+        report["anchor"] = a
+    with open(os.path.join(out_dir, "report.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "bench", "out", "dex_cpu"),
+         sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "bench", "out", "utkface_appa"))
