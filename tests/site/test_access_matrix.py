@@ -94,4 +94,5 @@ def test_no_url_gives_500(people, role):
             continue
         for method in ("get", "post"):
             response = getattr(client, method)(path)
-            assert response.status_code < 500, (role, method, path, response.status_code)
+            # 503 is a designed answer (e.g. predictions while no model is active), never a crash.
+            assert response.status_code < 500 or response.status_code == 503, (role, method, path, response.status_code)
