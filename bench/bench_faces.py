@@ -138,7 +138,8 @@ def read_dlib_boxes(root: Path) -> dict[str, list]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads during detection (the detector's default is 1)")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes over the photos (best is kept)")
     ap.add_argument("--nms", default="reference", choices=["reference", "greedy"])
     ap.add_argument("--verbose", action="store_true")
@@ -147,20 +148,18 @@ def main(argv=None) -> int:
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from modeling.faces.detector import FaceDetector
 
     root = args.data.resolve()
     if not root.is_dir():
         print(f"no data at {root}", file=sys.stderr)
         return 2
-    det = FaceDetector(nms=args.nms)
+    det = FaceDetector(nms=args.nms, num_threads=args.threads)
     detect = det.detect
 
     print("== machine")
     print(f"cpu: {cpu_model()}; cores visible: {os.cpu_count()}; torch {torch.__version__} "
-          f"(intra-op threads {torch.get_num_threads()}); python {platform.python_version()}")
+          f"(detection runs with {det.num_threads} intra-op thread(s); torch default here {torch.get_num_threads()}); python {platform.python_version()}")
     try:
         print(f"load average at start: {os.getloadavg()}")
     except OSError:

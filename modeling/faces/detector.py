@@ -16,7 +16,10 @@ can be reproduced closely (see ``docs/faces.md`` and ``bench/bench_faces.py``):
   squares; ONet landmarks ``w * l + x1 - 1``, keeps p > 0.8, NMS by IoU-over-minimum > 0.7.
 - The package's NMS is not greedy NMS: a box is dropped when ANY higher-scoring box overlaps it
   above the threshold, even one that was itself dropped. ``nms="reference"`` (the default)
-  reproduces that; ``nms="greedy"`` uses ``torchvision.ops.batched_nms`` instead.
+  reproduces that with a (chunked) IoU matrix per group; ``nms="greedy"`` uses
+  ``torchvision.ops.batched_nms`` for the union-IoU stages instead (the last stage's
+  IoU-over-minimum NMS has no torchvision counterpart and always uses the package's rule).
+  torchvision is imported only for ``nms="greedy"``: its import pulls in ``torch._dynamo``.
 - Boxes are finally clipped to ``[0, W-1] x [0, H-1]`` (landmarks are not clipped).
 
 All pyramid levels of all images of a call are packed into one "mosaic" tensor and PNet runs once
@@ -35,7 +38,6 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torchvision.ops import batched_nms, box_iou
 
 from .nets import load_nets
 from .types import KEYPOINT_NAMES, Face
@@ -214,14 +216,17 @@ def _pack(rects: list[_Rect], max_pixels: int) -> list[tuple[int, int]]:
 
 # --------------------------------------------------------------------------- NMS
 def _pairwise_overlap(a: torch.Tensor, b: torch.Tensor, method: str) -> torch.Tensor:
-    if method == "union":
-        return box_iou(a, b)
+    """IoU (``"union"``, = ``torchvision.ops.box_iou``) or intersection over the smaller area
+    (``"min"``) of every box of ``a`` with every box of ``b`` (x1, y1, x2, y2; area without +1,
+    as the package computes it)."""
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     wh = (rb - lt).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    if method == "union":
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
     return inter / torch.min(area_a[:, None], area_b[None, :])
 
 
@@ -237,8 +242,11 @@ def nms_indices(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     if mode == "greedy" and method == "union":
-        keep = batched_nms(boxes.float(), scores.float(), groups, threshold)
-        return keep
+        # imported here: importing torchvision pulls in torch._dynamo, which more than doubles the
+        # cold-start time of a process that only needs the reference rule
+        from torchvision.ops import batched_nms
+
+        return batched_nms(boxes.float(), scores.float(), groups, threshold)
     order = torch.argsort(scores, descending=True, stable=True)
     # sort by group, keeping score order inside a group
     order = order[torch.argsort(groups[order], stable=True)]

@@ -225,3 +225,24 @@ def test_import_is_cheap_and_django_free():
     pattern = re.compile(r"^\s*(import|from)\s+(django|mtcnn|tensorflow)\b", re.M)
     for path in (REPO / "modeling" / "faces").glob("*.py"):
         assert not pattern.search(path.read_text()), path
+
+
+def test_overlap_matches_torchvision_and_nms_rules():
+    import torch
+    from torchvision.ops import box_iou
+
+    from modeling.faces.detector import _pairwise_overlap, nms_indices
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(40, 2, generator=g, dtype=torch.float64) * 100
+    boxes = torch.cat([xy, xy + 5 + torch.rand(40, 2, generator=g, dtype=torch.float64) * 50], 1)
+    torch.testing.assert_close(_pairwise_overlap(boxes, boxes, "union"), box_iou(boxes, boxes))
+    # A suppresses B; B overlaps C but A does not: the package's rule drops C, greedy NMS keeps it
+    chain = torch.tensor([[0, 0, 10, 10], [3, 0, 13, 10], [7, 0, 17, 10]], dtype=torch.float64)
+    scores = torch.tensor([0.9, 0.8, 0.7], dtype=torch.float64)
+    groups = torch.zeros(3, dtype=torch.long)
+    assert nms_indices(chain, scores, groups, 0.4, "union", "reference").tolist() == [0]
+    assert nms_indices(chain, scores, groups, 0.4, "union", "greedy").tolist() == [0, 2]
+    # groups never suppress each other; chunking gives the same answer
+    groups = torch.tensor([0, 1, 1])
+    assert nms_indices(chain, scores, groups, 0.4, "union", "reference", chunk=1).tolist() == [0, 1]
