@@ -246,3 +246,26 @@ def test_overlap_matches_torchvision_and_nms_rules():
     # groups never suppress each other; chunking gives the same answer
     groups = torch.tensor([0, 1, 1])
     assert nms_indices(chain, scores, groups, 0.4, "union", "reference", chunk=1).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("sizes", [[(1137, 910)], [(375, 500), (2204, 970), (40, 4000)],
+                                   [(13, 13), (101, 57)]])
+def test_mosaic_packing_has_no_overlap_and_even_origins(sizes):
+    from modeling.faces.detector import _pack, _Rect, pyramid_scales
+
+    rects = []
+    for i, (H, W) in enumerate(sizes):
+        for s in pyramid_scales(H, W):
+            h, w = int(H * s), int(W * s)
+            if h >= 12 and w >= 12:
+                rects.append(_Rect(image=i, scale=float(s), h=h, w=w))
+    canvases = _pack(rects, max_pixels=600_000)
+    occupied = [np.zeros(c, dtype=bool) for c in canvases]
+    for r in rects:
+        assert r.x % 2 == 0 and r.y % 2 == 0
+        ch, cw = canvases[r.canvas]
+        assert r.y + r.h <= ch and r.x + r.w <= cw and ch % 2 == 0 and cw % 2 == 0
+        assert not occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w].any()
+        occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w] = True
+    # one image never spans two canvases
+    assert len({(r.image, r.canvas) for r in rects}) == len({r.image for r in rects})
