@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from labeling.consensus import Consensus, ConsensusRule, compute_consensus
@@ -223,14 +223,24 @@ def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
     PhotoNotFound (404: missing, hidden or deleted) or AlreadyVoted (409); nothing is written then.
     """
     age = validate_age(age)
-    profile = PlayerProfile.objects.filter(user_id=voter.pk).values_list("kind", "flagged_outlier").first()
-    kind, already_flagged = profile or (PlayerKind.HUMAN, False)
     rule = consensus_rule()
+    profile = PlayerProfile.objects.filter(user_id=voter.pk)
     try:
         with transaction.atomic():
-            photo = Photo.objects.select_for_update().filter(pk=photo_id, status=PhotoStatus.ACTIVE).first()
+            # The voter's kind rides along with the photo's lock: one round trip fewer per vote.
+            photo = (
+                Photo.objects.select_for_update(of=("self",))
+                .filter(pk=photo_id, status=PhotoStatus.ACTIVE)
+                .annotate(
+                    voter_kind=Subquery(profile.values("kind")[:1]),
+                    voter_flagged=Subquery(profile.values("flagged_outlier")[:1]),
+                )
+                .first()
+            )
             if photo is None:
                 raise PhotoNotFound("No such photo in the voting pool.")
+            kind = photo.voter_kind or PlayerKind.HUMAN  # no profile: plays as a human
+            already_flagged = bool(photo.voter_flagged)
             if photo.owner_id == voter.pk:
                 raise OwnPhoto("You cannot vote on your own photo.")
             votes = _PhotoVotes.load(photo.pk)
