@@ -373,7 +373,7 @@ class FaceDetector:
 
     def __init__(self, device=None, *, scale_factor: float = 0.709,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
-                 nms: str = "reference", max_image_pixels: int = 16_000_000,
+                 nms: str = "reference", max_image_pixels: int = 8_000_000,
                  max_batch_pixels: int | None = None, patch_batch: int = 1024,
                  num_threads: int | None = -1):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
