@@ -152,3 +152,23 @@ def test_import_faces_csv_labels_and_command_errors(tmp_path):
         call_command("import_faces", str(folder), "--labels", "imdb", "--consent")
     with pytest.raises(CommandError, match="--consent"):
         call_command("import_faces", str(folder), "--labels", "utkface")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["wild", "aligned"])
+def test_import_utkface_sample_from_shared_data(shared_data, tmp_path, folder):
+    """A few real UTKFace files (research-only, read from ../shared/data, never committed)."""
+    source = shared_data / "utkface" / folder
+    if not source.is_dir():
+        pytest.skip(f"{source} is missing")
+    sample = tmp_path / folder
+    sample.mkdir()
+    names = sorted(p.name for p in source.iterdir())[::997][:6]
+    for name in names:
+        (sample / name).symlink_to(source / name)
+    summary = imports.import_faces_dir(sample, labels="utkface", consent=True)
+    assert summary.imported + len(summary.failed) == len(names)
+    assert summary.imported >= len(names) // 2, summary.failed
+    for photo in Photo.objects.all():
+        key_name = photo.import_key.split(":", 1)[1]
+        assert photo.real_age == int(key_name.split("_")[0])
