@@ -57,6 +57,39 @@ def count_votes(db_url: str) -> int:
         return conn.execute("SELECT COUNT(*) FROM labeling_vote").fetchone()[0]
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids) -> float:
+    """utime + stime of these processes (Linux /proc), in seconds; vanished processes count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICKS
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    pids.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def backend_pids(db_url: str, db: str) -> list[int]:
+    with psycopg.connect(db_url) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (db,))]
+
+
 def wait_ready(port: int, token: str, timeout: float = 60) -> None:
     import httpx
 
@@ -153,8 +186,17 @@ def main(argv=None):
             phase += 1  # a fresh random sequence per phase: no replay of earlier (player, photo) pairs
             cmd = [PY, "bench/bench_game_load.py", "--seed", str(phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
                    "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan)]
+            # CPU spent by the server side (gunicorn workers + their PostgreSQL backends) per request:
+            # on a shared machine, throughput depends on what the neighbours run; this does not.
+            server_pids = group_pids(server.pid) + backend_pids(db_url, args.db)
+            cpu_before, load_before = cpu_seconds(server_pids), os.getloadavg()[0]
             out = run(cmd, env, capture_output=True).stdout
+            server_pids = set(server_pids) | set(group_pids(server.pid)) | set(backend_pids(db_url, args.db))
             result = json.loads(out.strip().splitlines()[-1])
+            cpu = cpu_seconds(server_pids) - cpu_before
+            result["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, result["requests"]), 2)
+            result["server_cpu_share"] = round(cpu / max(1e-9, result["seconds"]), 2)
+            result["load_average"] = round((load_before + os.getloadavg()[0]) / 2, 1)
             say(json.dumps(result))
             return result
 
@@ -167,8 +209,10 @@ def main(argv=None):
             say(f"votes at {concurrency} clients: acknowledged {result['acknowledged']}, stored {stored}: "
                 + ("OK" if stored == result["acknowledged"] else "MISMATCH"))
             results.append(result)
-        results.append(load("next", 16, args.read_count))
-        results.append(load("leaderboard", 16, args.read_count))
+        # Reads: one client alone (the latency of a request) and 16 at once (with queueing).
+        for concurrency in (1, 16):
+            results.append(load("next", concurrency, args.read_count // (4 if concurrency == 1 else 1)))
+            results.append(load("leaderboard", concurrency, args.read_count // (4 if concurrency == 1 else 1)))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
@@ -188,7 +232,9 @@ def main(argv=None):
         + (f" x {args.threads} threads" if args.threads > 1 else " (sync)") + f"; database {sizes}")
     for r in results:
         line = (f"- {r['mode']} @ {r['concurrency']}: {r['requests']} requests in {r['seconds']} s = {r['per_second']}/s, "
-                f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}")
+                f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}; "
+                f"server CPU {r['server_cpu_ms_per_request']} ms/request (gunicorn + PostgreSQL), "
+                f"{r['server_cpu_share']} cores used, load average {r['load_average']}")
         if "stored" in r:
             line += f", acknowledged {r['acknowledged']} / stored {r['stored']}"
         say(line)
