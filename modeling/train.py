@@ -70,6 +70,8 @@ class TrainConfig:
     patience: int = 5                     # early stopping: epochs without valid improvement
     soft_labels: bool = False             # apparent target: vote histograms from gt_{split}.csv
     label_sigma: float = 0.0              # Gaussian label distribution (years); 0 = hard labels
+    eval_views: int = 2                   # with feature_views: views of valid/test images (2: flip TTA)
+    feature_flip: bool = True             # with feature_views: also mirror the cached feature maps
     augment: bool = True
     flip: bool = True
     shift: float = 0.05                   # fraction of the image
@@ -86,6 +88,7 @@ class TrainConfig:
     eval_test: bool = True
     resume: str = "auto"                  # auto | yes | no
     prepare_only: bool = False            # build the caches (resized images, frozen features), then stop
+    prepare_splits: list | None = None    # with prepare_only: only these splits' frozen features
     progress_bar: bool = True
 
     def to_dict(self):
@@ -304,6 +307,7 @@ def _metrics(pred: np.ndarray, true: np.ndarray) -> dict:
 
 def _config_key(cfg: TrainConfig) -> dict:
     skip = {"out", "device", "threads", "resume", "progress_bar", "max_minutes", "epochs", "cache_dir",
+            "prepare_only", "prepare_splits",
             "skip_bad", "eval_test", "patience"}
     return {k: v for k, v in cfg.to_dict().items() if k not in skip}
 
@@ -415,11 +419,13 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         feats = {}
         t_feat = time.monotonic()
         for split in ds:
-            n_views = cfg.feature_views if split == "train" else (2 if cfg.tta else 1)
+            if cfg.prepare_only and cfg.prepare_splits and split not in cfg.prepare_splits:
+                continue
+            n_views = cfg.feature_views if split == "train" else (min(2, cfg.eval_views) if cfg.tta else 1)
             feats[split] = _prefix_features(net, tensors[split], start_stage, n_views, cfg, device,
                                             cache_dir, desc=split)
         print(f"frozen-stage features ready in {time.monotonic() - t_feat:.0f} s "
-              f"({start_stage} stages, shape {tuple(feats['train'].shape)})", flush=True)
+              f"({start_stage} stages, shapes {[tuple(v.shape) for v in feats.values()]})", flush=True)
     # ---- residual targets: the parent's predictions (through the shared frozen-stage features
     # when the parent is one net of the same backbone whose frozen stages are identical)
     offsets = {s: np.zeros(len(ds[s])) for s in ds}
@@ -510,6 +516,9 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
             else:
                 views = torch.randint(0, feats["train"].shape[0], (len(idx),), generator=gen)
                 xb = feats["train"][views, idx].to(device).float()
+                if cfg.feature_flip:
+                    m = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
+                    xb = torch.where(m.view(-1, 1, 1, 1), xb.flip(3), xb)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = labels[idx].to(device)
@@ -637,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft-labels", action="store_true", help="apparent target: per-image vote distributions")
     p.add_argument("--label-sigma", type=float, default=defaults.label_sigma)
     p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--eval-views", type=int, default=defaults.eval_views,
+                   help="with --feature-views: 2 = flip TTA on valid/test, 1 = none")
+    p.add_argument("--no-feature-flip", dest="feature_flip", action="store_false",
+                   help="with --feature-views: do not mirror cached feature maps in training")
+    p.add_argument("--prepare-splits", type=lambda v: v.split(","), default=None,
+                   help="with --prepare-only: comma-separated splits whose frozen features to build")
     p.add_argument("--no-tta", dest="tta", action="store_false")
     p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda[:N]")
     p.add_argument("--threads", type=int, default=None)
