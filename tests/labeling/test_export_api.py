@@ -157,3 +157,23 @@ def test_shell_export_shows_in_the_api(api_client, researcher):
     api_client.force_authenticate(researcher)
     data = api_client.get(f"/api/exports/{export.pk}/").json()
     assert data["requested_by"] is None and data["status"] == "succeeded" and data["counts"]["total_photos"] == 0
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_export_runs_on_a_real_worker(celery_worker_process, api_client, voted_photos):
+    """POST /api/exports/ queues the task on Redis; a separate worker process builds the zip."""
+    import time
+
+    staff = make_user("boss", staff=True)
+    api_client.force_authenticate(staff)
+    pk = api_client.post("/api/exports/", {"min_kept_votes": 3}, format="json").json()["id"]
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        data = api_client.get(f"/api/exports/{pk}/").json()
+        if data["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    assert data["status"] == "succeeded", data
+    assert data["counts"]["total_photos"] == 2
+    assert api_client.get(data["download_url"]).status_code == 200
