@@ -29,6 +29,7 @@ exactly what it gives alone); RNet and ONet run on all boxes of all images at on
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -41,6 +42,8 @@ from torch.nn import functional as F
 
 from .nets import load_nets
 from .types import KEYPOINT_NAMES, Face
+
+logger = logging.getLogger(__name__)
 
 PNET_CELL = 12
 PNET_STRIDE = 2
@@ -433,16 +436,19 @@ class FaceDetector:
 
     # ----------------------------------------------------------------- internals
     def _detect_arrays(self, arrays: list[np.ndarray], min_face_size: int) -> list[list[Face]]:
-        n = self.num_threads
-        if n is None or self.device.type != "cpu":
-            return self._detect_arrays_inner(arrays, min_face_size)
+        n = self.num_threads if self.device.type == "cpu" else None
         prev = torch.get_num_threads()
-        if prev != n:
+        if n is not None and prev != n:
             torch.set_num_threads(n)
         try:
             return self._detect_arrays_inner(arrays, min_face_size)
+        except (RuntimeError, MemoryError, ValueError, IndexError):
+            # "no face" rather than a crash in a web request (e.g. out of memory on a giant image);
+            # logged with its traceback so that a real bug does not go unnoticed
+            logger.exception("face detection failed on %d image(s); reporting no faces", len(arrays))
+            return [[] for _ in arrays]
         finally:
-            if prev != n:
+            if n is not None and prev != n:
                 torch.set_num_threads(prev)
 
     @torch.inference_mode()

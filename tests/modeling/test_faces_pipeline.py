@@ -269,3 +269,15 @@ def test_mosaic_packing_has_no_overlap_and_even_origins(sizes):
         occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w] = True
     # one image never spans two canvases
     assert len({(r.image, r.canvas) for r in rects}) == len({r.image for r in rects})
+
+
+def test_internal_failure_is_logged_and_reported_as_no_face(monkeypatch, caplog):
+    det = FaceDetector()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(det, "_cascade", boom)
+    with caplog.at_level("ERROR", logger="modeling.faces.detector"):
+        assert det.detect_batch([load("obama_small.jpg"), load("two_people_small.jpg")]) == [[], []]
+    assert "face detection failed" in caplog.text
