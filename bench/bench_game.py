@@ -188,13 +188,19 @@ def main(argv=None):
                    "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan)]
             # CPU spent by the server side (gunicorn workers + their PostgreSQL backends) per request:
             # on a shared machine, throughput depends on what the neighbours run; this does not.
-            server_pids = group_pids(server.pid) + backend_pids(db_url, args.db)
-            cpu_before, load_before = cpu_seconds(server_pids), os.getloadavg()[0]
+            app_pids, db_pids = group_pids(server.pid), backend_pids(db_url, args.db)
+            app_before, db_before = cpu_seconds(app_pids), cpu_seconds(db_pids)
+            load_before = os.getloadavg()[0]
             out = run(cmd, env, capture_output=True).stdout
-            server_pids = set(server_pids) | set(group_pids(server.pid)) | set(backend_pids(db_url, args.db))
+            app_pids = set(app_pids) | set(group_pids(server.pid))
+            db_pids = set(db_pids) | set(backend_pids(db_url, args.db))
             result = json.loads(out.strip().splitlines()[-1])
-            cpu = cpu_seconds(server_pids) - cpu_before
-            result["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, result["requests"]), 2)
+            app_cpu, db_cpu = cpu_seconds(app_pids) - app_before, cpu_seconds(db_pids) - db_before
+            cpu = app_cpu + db_cpu
+            requests = max(1, result["requests"])
+            result["server_cpu_ms_per_request"] = round(1000 * cpu / requests, 2)
+            result["app_cpu_ms_per_request"] = round(1000 * app_cpu / requests, 2)
+            result["db_cpu_ms_per_request"] = round(1000 * db_cpu / requests, 2)
             result["server_cpu_share"] = round(cpu / max(1e-9, result["seconds"]), 2)
             result["load_average"] = round((load_before + os.getloadavg()[0]) / 2, 1)
             say(json.dumps(result))
@@ -233,7 +239,8 @@ def main(argv=None):
     for r in results:
         line = (f"- {r['mode']} @ {r['concurrency']}: {r['requests']} requests in {r['seconds']} s = {r['per_second']}/s, "
                 f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}; "
-                f"server CPU {r['server_cpu_ms_per_request']} ms/request (gunicorn + PostgreSQL), "
+                f"server CPU {r['server_cpu_ms_per_request']} ms/request (gunicorn {r['app_cpu_ms_per_request']} "
+                f"+ PostgreSQL {r['db_cpu_ms_per_request']}), "
                 f"{r['server_cpu_share']} cores used, load average {r['load_average']}")
         if "stored" in r:
             line += f", acknowledged {r['acknowledged']} / stored {r['stored']}"
