@@ -264,11 +264,6 @@ class PredictView(APIView):
         from labeling.imaging import ImageRejected, normalise_image, read_limited
         from modeling.registry import NoActiveModel, active_models, predict_faces
 
-        if not selectors.has_active_model():
-            return Response(
-                {"detail": "No age model is active yet: an admin has to train one (Models page, or "
-                           "POST /api/models/train/) before predictions are available. Try again later."},
-                status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "600"})
         upload = request.FILES.get("image")
         if upload is None:
             return Response({"image": ["Attach an image file as 'image' (multipart form)."]},
@@ -279,6 +274,11 @@ class PredictView(APIView):
             image = normalise_image(data, max_pixels=cfg["UPLOAD_MAX_PIXELS"])
         except ImageRejected as exc:
             return Response({"image": [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
+        if not selectors.has_active_model():
+            return Response(
+                {"detail": "No age model is active yet: an admin has to train one (Models page, or "
+                           "POST /api/models/train/) before predictions are available. Try again later."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "600"})
         from PIL import Image
 
         scale = 1.0
