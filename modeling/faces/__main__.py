@@ -48,24 +48,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--min-face-size", type=int, default=20)
     ap.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this process")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads during detection (default 1, or $APPAREAL_FACE_THREADS)")
     ap.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops")
     args = ap.parse_args(argv)
 
-    import torch
     from PIL import Image, ImageOps
     from tqdm import tqdm
 
     from . import face_crop, get_detector, largest_face
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     items = iter_inputs(args.inputs)
     if not items:
         print("no images found", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    detector = get_detector(args.device)
+    if args.threads:
+        from .detector import FaceDetector
+
+        detector = FaceDetector(args.device, num_threads=args.threads)
+    else:
+        detector = get_detector(args.device)
     report: dict[str, dict] = {}
     failures = 0
     show_bar = len(items) > 1 or any(p.is_dir() for p in args.inputs)
