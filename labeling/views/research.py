@@ -10,8 +10,10 @@ import io
 
 import numpy as np
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
+from django.utils import timezone
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -76,11 +78,10 @@ def export_histogram(histogram: dict) -> str | None:
     return _png(fig)
 
 
-@login_required
-def research_page(request):
-    if not can_export(request.user):
-        raise PermissionDenied("The research page is for staff and researchers only.")
-    include_simulated = request.GET.get("simulated", "1") != "0"
+CACHE_SECONDS = 120
+
+
+def _page_data(include_simulated: bool) -> dict:
     stats = research_stats(include_simulated=include_simulated)
     figures = {}
     if stats.photos_with_consensus:
@@ -91,7 +92,21 @@ def research_page(request):
     export = stats.latest_export
     if export is not None and export.counts.get("apparent_age_histogram"):
         figures["export"] = export_histogram(export.counts["apparent_age_histogram"])
+    return {"stats": stats, "figures": figures, "export": export, "computed_at": timezone.now()}
+
+
+@login_required
+def research_page(request):
+    if not can_export(request.user):
+        raise PermissionDenied("The research page is for staff and researchers only.")
+    include_simulated = request.GET.get("simulated", "1") != "0"
+    # The statistics scan every photo and vote (seconds at 1M votes): computed at most every
+    # CACHE_SECONDS per variant and shared by all researchers; ?refresh=1 recomputes now.
+    key = f"labeling:research-page:{int(include_simulated)}"
+    data = None if request.GET.get("refresh") else cache.get(key)
+    if data is None:
+        data = _page_data(include_simulated)
+        cache.set(key, data, CACHE_SECONDS)
     return render(request, "labeling/research.html", {
-        "stats": stats, "figures": figures, "export": export, "include_simulated": include_simulated,
-        "is_researcher": True,
+        **data, "include_simulated": include_simulated, "cache_seconds": CACHE_SECONDS, "is_researcher": True,
     })

@@ -66,3 +66,11 @@ def test_research_page_empty(client):
     client.force_login(make_user("boss", staff=True))
     page = client.get(reverse("research"))
     assert page.status_code == 200 and b"No finished export yet" in page.content
+
+
+def test_research_page_is_cached_until_refreshed(client, crowd):
+    client.force_login(make_user("boss", staff=True))
+    assert client.get(reverse("research")).context["stats"].photos_in_pool == 2
+    make_photo(crowd[0].owner)
+    assert client.get(reverse("research")).context["stats"].photos_in_pool == 2
+    assert client.get(reverse("research") + "?refresh=1").context["stats"].photos_in_pool == 3
