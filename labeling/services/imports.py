@@ -194,7 +194,8 @@ def import_face_file(path: Path, *, real_age: int, import_key: str, owner, conse
 
 def _read_image(path: Path, what: str):
     try:
-        data = path.read_bytes()[:MAX_IMPORT_BYTES + 1]
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_IMPORT_BYTES + 1)
     except OSError as exc:
         raise BadRow(f"cannot read {what} {path.name} ({exc.strerror or exc})") from None
     if len(data) > MAX_IMPORT_BYTES:
@@ -213,6 +214,7 @@ def import_given_photo(*, image_path: Path, face_path: Path, real_age: int, impo
     nothing written."""
     from labeling.services.votes import refresh_consensus
 
+    raters = raters or RaterPool("import")
     image = _read_image(image_path, "image")
     face = _read_image(face_path, "face crop")
     photo = Photo(owner=owner, source=PhotoSource.IMPORT, import_key=import_key, real_age=real_age, consent=consent,
@@ -372,15 +374,21 @@ def import_faces_dir(root: Path, *, labels: str, consent: bool, dataset: str | N
     done = set(Photo.objects.filter(import_key__startswith=f"{dataset}:").values_list("import_key", flat=True))
     files = image_files(root)
     if csv_map is not None:
-        by_name = {}
+        by_name: dict[str, Path] = {}
+        base_names = Counter(path.name for path in files)
+        rel_names = {path.relative_to(root).as_posix() for path in files}
         for path in files:
-            rel = path.relative_to(root).as_posix()
-            by_name[rel] = path
+            by_name[path.relative_to(root).as_posix()] = path
             by_name.setdefault(path.name, path)
+        items = []
         for name in csv_map:
             if name not in by_name:
                 summary.fail(name, "listed in the CSV but not found in the folder")
-        items = [(name, by_name[name]) for name in csv_map if name in by_name]
+            elif base_names[name] > 1 and name not in rel_names:
+                summary.fail(name, f"{base_names[name]} files in the folder have this name; give the path relative "
+                                   "to the folder")
+            else:
+                items.append((name, by_name[name]))
     else:
         items = [(path.relative_to(root).as_posix(), path) for path in files]
     for rel, path in progress(items, desc=dataset, unit="photo"):

@@ -172,3 +172,13 @@ def test_import_utkface_sample_from_shared_data(shared_data, tmp_path, folder):
     for photo in Photo.objects.all():
         key_name = photo.import_key.split(":", 1)[1]
         assert photo.real_age == int(key_name.split("_")[0])
+
+
+def test_csv_name_matching_several_files_is_reported(tmp_path):
+    folder = tmp_path / "faces"
+    _jpeg(folder / "a" / "x.jpg")
+    _jpeg(folder / "b" / "x.jpg")
+    labels = tmp_path / "labels.csv"
+    _write_csv(labels, ["file_name", "real_age"], [["x.jpg", 30]])
+    summary = imports.import_faces_dir(folder, labels=f"csv:{labels}", consent=True)
+    assert summary.imported == 0 and "2 files in the folder have this name" in dict(summary.failed)["x.jpg"]
