@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROGRESS_EVERY_S = 1.0
+STALE_RUNNING_AFTER = dt.timedelta(hours=6)
 HISTOGRAM_BIN_YEARS = 5
 
 
@@ -209,8 +210,13 @@ def run_export(export_id: int, *, on_progress: Callable[[float], None] | None = 
     """Build one recorded export.  Never raises for a failed build: the record says what went wrong."""
     started = timezone.now()
     # Claim the record: a redelivered task (acks_late) or a second worker finds it taken and stops.
-    claimed = DatasetExport.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
-        status=ExportStatus.RUNNING, started_at=started, progress=0.0, error=""
+    # A run older than STALE_RUNNING_AFTER is taken over: its worker died (the broker redelivers
+    # the task after its visibility timeout, which is about as long).
+    claim = {"status": ExportStatus.RUNNING, "started_at": started, "progress": 0.0, "error": ""}
+    claimed = DatasetExport.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(**claim) or (
+        DatasetExport.objects.filter(
+            pk=export_id, status=ExportStatus.RUNNING, started_at__lt=started - STALE_RUNNING_AFTER
+        ).update(**claim)
     )
     export = DatasetExport.objects.get(pk=export_id)
     if not claimed:

@@ -181,3 +181,15 @@ def test_two_exports_at_once_both_complete_identically(crowd):
         for name in za.namelist():
             if not name.endswith("README.txt"):
                 assert za.read(name) == zb.read(name), name
+
+
+def test_stale_running_export_is_taken_over(crowd):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    export = DatasetExport.objects.create(name="s", options=svc.clean_options(min_kept_votes=5),
+                                          status=ExportStatus.RUNNING, started_at=timezone.now())
+    assert svc.run_export(export.pk).status == ExportStatus.RUNNING  # a live run is left alone
+    DatasetExport.objects.filter(pk=export.pk).update(started_at=timezone.now() - dt.timedelta(hours=7))
+    assert svc.run_export(export.pk).status == ExportStatus.SUCCEEDED
