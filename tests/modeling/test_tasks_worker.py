@@ -61,7 +61,7 @@ def test_retrain_through_a_real_worker(celery_worker_process, tmp_path):
 
 
 def test_killed_worker_resumes_from_the_last_checkpoint(celery_worker_process, tmp_path, settings):
-    data = make_dataset(tmp_path / "ds", n=(120, 20, 20))
+    data = make_dataset(tmp_path / "ds", n=(160, 24, 24))
     settings_ = {**TINY, "epochs": 6, "image_size": 32, "max_minutes": 10.0}
     run = services.request_training(dataset_dir=data, target="apparent", patience=50, **settings_)
     stage = services.run_dir(run.pk) / "apparent_dex"
