@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models.functions import ExtractYear
 from django.utils import timezone
 
 from labeling.consensus import ConsensusRule, compute_consensus
@@ -107,16 +108,18 @@ def assign_missing_splits(photos) -> int:
     return changed
 
 
-def _worker_age(birth_year, voted_at) -> int | None:
-    if not birth_year:
+def _worker_age(birth_year, voted_year) -> int | None:
+    if not birth_year or voted_year is None:
         return None
-    age = voted_at.year - int(birth_year)
+    age = int(voted_year) - int(birth_year)
     return age if 0 <= age <= 120 else None
 
 
 def _grouped_votes(votes) -> Iterator[tuple[int, list[tuple]]]:
-    rows = votes.values_list(
-        "photo_id", "age", "created_at", "voter__profile__birth_year", "voter__profile__gender"
+    # The year, not the timestamp: worker_age needs no more, and decoding a million timestamps
+    # was a fifth of the export's time.
+    rows = votes.annotate(voted_year=ExtractYear("created_at")).values_list(
+        "photo_id", "age", "voted_year", "voter__profile__birth_year", "voter__profile__gender"
     ).iterator(chunk_size=5000)
     current, bucket = None, []
     for row in rows:
@@ -185,9 +188,9 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
                 face_path=face_path,
                 real_age=real_age,
                 votes=tuple(
-                    ExportVote(age=age, worker_age=_worker_age(birth_year, voted_at), worker_gender=gender or "",
+                    ExportVote(age=age, worker_age=_worker_age(birth_year, voted_year), worker_gender=gender or "",
                                kept=keep)
-                    for (age, voted_at, birth_year, gender), keep in zip(raw, consensus.kept)
+                    for (age, voted_year, birth_year, gender), keep in zip(raw, consensus.kept)
                 ),
                 apparent_age=consensus.apparent_age,
                 apparent_age_std=consensus.std,

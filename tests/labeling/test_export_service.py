@@ -7,6 +7,7 @@ import zipfile
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
+from django.utils import timezone
 
 from labeling.models import DatasetExport, ExportStatus, Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
 from labeling.selectors.exports import export_path
@@ -76,6 +77,7 @@ def test_export_selects_photos_and_writes_consensus(crowd):
         assert first["num_ratings"] == "5" and float(first["apparent_age_avg"]) == crowd[0].real_age
         assert float(first["apparent_age_std"]) == pytest.approx(1.5811, abs=1e-4)
         assert {r["worker_gender"] for r in rows} == {"female"}
+        assert {r["worker_age"] for r in rows} == {str(timezone.now().year - 1990)}
         for photo in crowd:
             photo.refresh_from_db()
             assert f"ds/{photo.split}/{photo.pk:06d}.jpg" in zf.namelist()
