@@ -430,7 +430,7 @@ def _dataset_dir(run: TrainingRun) -> str:
         TrainingRun.objects.filter(pk=run.pk).update(dataset_export=export)
         if export.status != ExportStatus.SUCCEEDED:
             raise RuntimeError(f"the export for this run failed: {export.error}")
-        _append_log(run.pk, f"export #{export.pk}: {json.dumps({k: export.counts.get(k) for k in ('train', 'valid', 'test') if k in export.counts})}")
+        _append_log(run.pk, f"export #{export.pk}: photos per split {json.dumps(export.counts.get('photos'))}")
     return extract_export(export)
 
 
@@ -783,11 +783,11 @@ def stale_photo_ids(*, all_photos: bool = False) -> list[int]:
     return list(qs.order_by("pk").values_list("pk", flat=True))
 
 
-def backfill_predictions(*, all_photos: bool = False, batch_size: int = 64, on_progress=None) -> dict:
+def backfill_predictions(*, all_photos: bool = False, batch_size: int = 64, on_progress=None, vote: bool = True) -> dict:
     ids = stale_photo_ids(all_photos=all_photos)
     totals = {"predicted": 0, "voted": 0, "failed": 0, "photos": len(ids)}
     for start in range(0, len(ids), batch_size):
-        out = predict_photos(ids[start:start + batch_size], batch_size=batch_size)
+        out = predict_photos(ids[start:start + batch_size], batch_size=batch_size, vote=vote)
         if out.get("reason"):
             totals["reason"] = out["reason"]
             break

@@ -21,7 +21,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {done}/{total} photos ({done / max(1e-9, time.monotonic() - t0):.1f}/s)")
 
         totals = services.backfill_predictions(all_photos=opts["all"], batch_size=opts["batch_size"],
-                                               on_progress=progress)
+                                               on_progress=progress, vote=not opts["no_votes"])
         elapsed = time.monotonic() - t0
         if totals.get("reason"):
             self.stdout.write(self.style.WARNING(f"Nothing predicted: {totals['reason']}."))
