@@ -17,6 +17,7 @@ from labeling.serializers_voting import (
     VoteResultSerializer,
 )
 from labeling.services.votes import VoteRejected, cast_vote, take_vote_token
+from leaderboard.services import EARNING_KINDS
 
 
 @login_required
@@ -81,7 +82,7 @@ class PhotoDetailView(APIView):
                 "age": vote.age,
                 "kept": vote.kept,
                 "points": award.points if award else None,
-                "pending": award is None and vote.voter_kind in ("human", "model"),
+                "pending": award is None and vote.voter_kind in EARNING_KINDS,
             }
         return Response(
             {
