@@ -164,6 +164,9 @@ def request_training(*, user=None, dataset_dir: str | None = None, **options) ->
     """
     from labeling.models import DatasetExport, ExportStatus
 
+    existing = open_run()
+    if existing is not None:
+        raise RunAlreadyOpen(_already_open_message(existing))
     cleaned = clean_train_settings(options)
     export = None
     if dataset_dir is not None:

@@ -144,3 +144,24 @@ def test_failed_run_records_the_error_and_promotes_nothing(tmp_path, trained):
     assert ModelVersion.objects.get(role=ModelRole.APPARENT, is_active=True).pk == active.pk
     # The failed run no longer blocks the queue.
     assert services.open_run() is None
+
+
+def test_pages_and_admin_are_staff_only(client, tmp_path):
+    player, staff = make_user(), make_user(staff=True)
+    client.force_login(player)
+    assert client.get("/staff/models/").status_code == 403
+    assert client.post("/staff/models/train/", {"export": "now"}).status_code == 403
+    client.force_login(staff)
+    page = client.get("/staff/models/")
+    assert page.status_code == 200 and b"Retrain" in page.content and b"Export now" in page.content
+    r = client.post("/staff/models/train/", {"export": "latest"}, follow=True)
+    assert b"no finished dataset export yet" in r.content  # refused with a clear message
+    assert client.get("/admin/modeling/trainingrun/").status_code == 200
+    assert client.get("/admin/modeling/modelversion/").status_code == 200
+    data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
+    run = services.request_training(dataset_dir=data, **TINY)
+    page = client.get(f"/staff/models/runs/{run.pk}/")
+    assert page.status_code == 200 and b"run-progressbar" in page.content
+    # Admin action "Retrain" while a run is open: refused with the same message.
+    r = client.post("/admin/modeling/trainingrun/", {"action": "retrain", "_selected_action": [run.pk]}, follow=True)
+    assert b"only one run at a time" in r.content
