@@ -1,5 +1,7 @@
 """A full round in a phone-sized Chromium: two players become friends, each uploads a photo, the
 other guesses it; the pending and settled displays, the points and both boards show what they should."""
+import os
+
 import pytest
 
 from labeling.models import Photo, PlayerKind
@@ -8,6 +10,20 @@ from tests.factories import PASSWORD, make_user
 from tests.labeling.upload_corpus import PHOTOS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's sync API runs an event loop in this thread; the ORM calls here (the test's own,
+    and pytest-django's flush at teardown) are safe. Module-scoped so that it outlives the
+    function-scoped database fixtures; restored afterwards so no later subprocess inherits it."""
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if before is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 def log_in(page, username):
@@ -44,7 +60,8 @@ def board_rows(page, query=""):
     ]
 
 
-def test_two_friends_play_a_round(browser, live_server, page):
+def test_two_friends_play_a_round(django_db_setup, live_server, browser, page):
+    # django_db_setup first: the test database must exist before Playwright starts its event loop.
     make_user("alice")
     make_user("bob")
     bob_context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_server.url)
