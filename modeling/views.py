@@ -35,6 +35,9 @@ def dashboard(request):
     _staff_only(request)
     from labeling.models import DatasetExport, ExportStatus
 
+    if selectors.embedded_mode():
+        # No worker to pick up a run that a restarted dev server left half-done: resume it here.
+        services.resume_interrupted_runs()
     context = {
         "active": selectors.active_versions(),
         "open_run": services.open_run(),
