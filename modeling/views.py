@@ -10,7 +10,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-from rest_framework import permissions, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
@@ -172,6 +174,23 @@ class TrainView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
+    @extend_schema(
+        operation_id="models_train",
+        request=inline_serializer("TrainRequest", {
+            "export": serializers.CharField(required=False, help_text="'latest' (default), 'now' or an export id"),
+            "target": serializers.ChoiceField(["full", "apparent", "real"], required=False),
+            "backbone": serializers.ChoiceField(list(services.BACKBONES), required=False),
+            "max_minutes": serializers.FloatField(required=False, help_text="budget of the whole run"),
+            "epochs": serializers.IntegerField(required=False),
+            "image_size": serializers.IntegerField(required=False),
+            "batch_size": serializers.IntegerField(required=False),
+            "include_simulated": serializers.BooleanField(required=False),
+        }),
+        responses={202: OpenApiResponse(OpenApiTypes.OBJECT, description="the queued run"),
+                   400: OpenApiResponse(OpenApiTypes.OBJECT, description="bad settings"),
+                   403: OpenApiResponse(OpenApiTypes.OBJECT, description="not staff"),
+                   409: OpenApiResponse(OpenApiTypes.OBJECT, description="a run is already queued or running")},
+    )
     def post(self, request):
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
         data.pop("dataset_dir", None)  # never from a request
@@ -185,13 +204,11 @@ class TrainView(APIView):
         run.refresh_from_db()
         return Response(selectors.run_payload(run), status=status.HTTP_202_ACCEPTED)
 
-    def get_serializer(self, *args, **kwargs):  # pragma: no cover - schema generation only
-        return None
-
 
 class RunListView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
+    @extend_schema(operation_id="models_runs_list", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"results": [selectors.run_payload(r) for r in selectors.runs()[:50]]})
 
@@ -199,6 +216,7 @@ class RunListView(APIView):
 class RunDetailView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
+    @extend_schema(operation_id="models_run_retrieve", responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def get(self, request, pk: int):
         run = get_object_or_404(selectors.runs(), pk=pk)
         return Response(selectors.run_payload(run))
@@ -207,6 +225,7 @@ class RunDetailView(APIView):
 class RunCancelView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
+    @extend_schema(operation_id="models_run_cancel", request=None, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
         run = get_object_or_404(TrainingRun, pk=pk)
         run = services.cancel_run(run, user=request.user)
@@ -216,6 +235,7 @@ class RunCancelView(APIView):
 class ModelListView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
+    @extend_schema(operation_id="models_list", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         active = selectors.active_versions()
         return Response({
@@ -227,6 +247,8 @@ class ModelListView(APIView):
 class ActivateView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
+    @extend_schema(operation_id="models_activate", request=None,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
         version = get_object_or_404(ModelVersion, pk=pk)
         try:
@@ -240,6 +262,9 @@ class ActivateView(APIView):
 class RollbackView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsStaff]
 
+    @extend_schema(operation_id="models_rollback",
+                   request=inline_serializer("RollbackRequest", {"role": serializers.ChoiceField(["apparent", "real"])}),
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
     def post(self, request):
         role = str(request.data.get("role") or "")
         try:
@@ -263,6 +288,26 @@ class PredictView(APIView):
     parser_classes = [MultiPartParser, FormParser]
     throttle_classes = [PredictThrottle]
 
+    @extend_schema(
+        operation_id="predict",
+        request={"multipart/form-data": inline_serializer("PredictRequest", {"image": serializers.FileField()})},
+        responses={
+            200: inline_serializer("PredictResponse", {
+                "faces": inline_serializer("PredictedFace", {
+                    "box": serializers.ListField(child=serializers.FloatField(), help_text="[x, y, w, h] in pixels"),
+                    "confidence": serializers.FloatField(),
+                    "rotation": serializers.IntegerField(),
+                    "apparent_age": serializers.FloatField(allow_null=True),
+                    "real_age": serializers.FloatField(allow_null=True),
+                }, many=True),
+                "image_size": serializers.ListField(child=serializers.IntegerField()),
+                "models": serializers.DictField(child=serializers.IntegerField(allow_null=True)),
+                "detail": serializers.CharField(),
+            }),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="not an acceptable image"),
+            503: OpenApiResponse(OpenApiTypes.OBJECT, description="no model is active yet"),
+        },
+    )
     def post(self, request):
         from labeling.imaging import ImageRejected, normalise_image, read_limited
         from modeling.registry import NoActiveModel, active_models, predict_faces
@@ -320,5 +365,6 @@ class PredictView(APIView):
 class YouVsModelView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(operation_id="models_you_vs_dex", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response(selectors.you_vs_model(request.user))

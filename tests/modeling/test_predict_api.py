@@ -60,3 +60,19 @@ def test_bad_images_get_400_like_uploads(api_client, tmp_path_factory):
     # A picture without a face is not an error: no faces.
     r = post(api_client, jpeg_bytes((120, 120)))
     assert r.status_code == 200 and r.json()["faces"] == []
+
+
+def test_models_api_schema_without_warnings(capsys):
+    from django.urls import include, path
+    from drf_spectacular.drainage import GENERATOR_STATS
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.validation import validate_schema
+
+    GENERATOR_STATS.reset()
+    schema = SchemaGenerator(patterns=[path("api/", include("modeling.api_urls"))]).get_schema(request=None, public=True)
+    validate_schema(schema)
+    assert not GENERATOR_STATS, capsys.readouterr().err
+    for route in ("/api/models/", "/api/models/train/", "/api/models/runs/{id}/", "/api/models/{id}/activate/",
+                  "/api/predict/"):
+        assert route in schema["paths"], route
+    assert set(schema["paths"]["/api/predict/"]["post"]["responses"]) >= {"200", "400", "503"}
