@@ -6,12 +6,10 @@ import pytest
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
-
-@pytest.fixture(autouse=True)
-def _allow_orm_beside_playwright(monkeypatch):
-    """Playwright's sync API runs an event loop in the test thread; the test's own ORM calls are safe.
-    Set per test (not for the whole session) so no subprocess, e.g. `check --deploy`, inherits it."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Playwright's sync API keeps an event loop running in the test thread for the whole session, and
+# the test database is created and flushed while it runs: the ORM calls there are synchronous and
+# safe. (Tests that start `manage.py check --deploy` remove this variable from the child's env.)
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(scope="session")
