@@ -19,7 +19,7 @@ def active(tmp_path_factory):
     return install_versions(tiny_models(tmp_path_factory.getbasetemp() / "tiny-models"))
 
 
-def test_model_votes_are_scored_but_never_in_consensus_or_export(active):
+def test_model_votes_are_scored_but_never_in_consensus_or_export(active, api_client):
     owner = make_user()
     photo = photo_with_face_like(owner, 40)
     humans = [make_user() for _ in range(6)]
@@ -40,6 +40,10 @@ def test_model_votes_are_scored_but_never_in_consensus_or_export(active):
     assert not export_votes(type(photo).objects.filter(pk=photo.pk)).filter(voter=dex).exists()
     # Scored by the same rule as everyone (5+ other kept human votes exist).
     assert PointsAward.objects.filter(vote=vote).exists()
+    # DEX is on the global board like any player.
+    api_client.force_authenticate(humans[0])
+    board = api_client.get("/api/leaderboard/?scope=global&period=all").json()
+    assert "DEX" in [row["username"] for row in board["results"]]
     # A second prediction does not vote twice.
     assert services.predict_photos([photo.pk])["voted"] == 0
 
