@@ -165,3 +165,23 @@ def test_pages_and_admin_are_staff_only(client, tmp_path):
     # Admin action "Retrain" while a run is open: refused with the same message.
     r = client.post("/admin/modeling/trainingrun/", {"action": "retrain", "_selected_action": [run.pk]}, follow=True)
     assert b"only one run at a time" in r.content
+
+
+@pytest.mark.parametrize("error,expected", [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "Out of memory"),
+    ("soft", "time limit"),
+])
+def test_oom_and_time_limit_fail_the_run_with_a_clear_error(tmp_path, monkeypatch, error, expected):
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    import modeling.train
+
+    def boom(config, **kwargs):
+        raise SoftTimeLimitExceeded() if error == "soft" else error
+
+    monkeypatch.setattr(modeling.train, "train", boom)
+    data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
+    run = services.request_training(dataset_dir=data, target="apparent", **TINY)
+    assert services.run_training(run.pk) == RunStatus.FAILED
+    run.refresh_from_db()
+    assert expected in run.error and not ModelVersion.objects.exists()
