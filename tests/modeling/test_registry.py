@@ -185,3 +185,38 @@ def test_oom_and_time_limit_fail_the_run_with_a_clear_error(tmp_path, monkeypatc
     assert services.run_training(run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert expected in run.error and not ModelVersion.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_requests_one_is_refused(tmp_path):
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): concurrent writers on one database")
+    data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def ask():
+        try:
+            barrier.wait()
+            services.request_training(dataset_dir=data, **TINY)
+            outcomes.append("queued")
+        except services.RunAlreadyOpen as exc:
+            outcomes.append(exc.message)
+        finally:
+            connections.close_all()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(services, "enqueue_run", lambda run_id: None)
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert sorted(o == "queued" for o in outcomes) == [False, True], outcomes
+    assert "one run at a time" in next(o for o in outcomes if o != "queued")
+    assert TrainingRun.objects.filter(status=RunStatus.QUEUED).count() == 1
