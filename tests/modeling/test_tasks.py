@@ -175,3 +175,17 @@ def test_upload_with_a_model_active_gets_a_prediction(api_client, tmp_path_facto
     assert r.status_code == 201, r.content
     photo = Photo.objects.get(pk=r.json()["id"])
     assert photo.predicted_by_id == app.pk and photo.predicted_apparent_age is not None
+
+
+def test_training_goes_to_the_gpu_queue_and_predictions_to_default():
+    from appareal_site.celery import app
+    from modeling import tasks
+
+    def queue_of(name):
+        return app.amqp.router.route({}, name, args=(), kwargs={})["queue"].name
+
+    assert queue_of("modeling.tasks.train_model") == "gpu"
+    assert queue_of("modeling.tasks.predict_photos") == "default"
+    assert queue_of("modeling.tasks.predict_stale_photos") == "default"
+    assert tasks.train_model.acks_late and tasks.train_model.reject_on_worker_lost
+    assert tasks.train_model.soft_time_limit < tasks.train_model.time_limit
