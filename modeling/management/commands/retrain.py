@@ -26,10 +26,11 @@ class Command(BaseCommand):
                                      "max_minutes": o["max_minutes"], "epochs": o["epochs"],
                                      "image_size": o["image_size"], "batch_size": o["batch_size"]}.items()
                    if v is not None}
-        if o["inline"]:
-            from django.conf import settings
+        from django.conf import settings
 
-            settings.MODELING_TRAIN_IN_THREAD = False
+        # A command has no server around it to keep a background thread alive: with no broker (or
+        # with --inline) the run happens here, in the foreground.
+        settings.MODELING_TRAIN_IN_THREAD = False
         try:
             run = services.request_training(dataset_dir=o["data"], **options)
         except services.TrainingRefused as exc:
