@@ -122,26 +122,31 @@ def you_vs_model(user) -> dict:
     the share where the user was closer to the crowd than the model, and both MAEs.
 
     The consensus is the photo's current cached apparent age (the model's votes never count; the
-    user's own vote does, as on the photo page). Show it on the voting page and the profile.
+    user's own vote does, as on the photo page). Shown on the voting page and the profile; the work
+    grows with the user's own votes, not with the model's (which vote on every photo).
     """
-    from labeling.models import Vote
+    from django.db.models import OuterRef, Subquery
+
+    from labeling.models import PlayerKind, Vote
     from modeling.services import MODEL_PLAYER_USERNAME
 
     empty = {"photos": 0, "closer_share": None, "your_mae": None, "model_mae": None, "ties": 0,
              "model_name": MODEL_PLAYER_USERNAME}
     if not getattr(user, "is_authenticated", False):
         return empty
-    model_votes = dict(
-        Vote.objects.filter(voter__username=MODEL_PLAYER_USERNAME, voter_kind="model").values_list("photo_id", "age")
+    model_vote = Vote.objects.filter(
+        photo_id=OuterRef("photo_id"), voter_kind=PlayerKind.MODEL, voter__username=MODEL_PLAYER_USERNAME
+    ).values("age")[:1]
+    rows = (
+        Vote.objects.filter(voter=user, photo__apparent_age__isnull=False)
+        .annotate(model_age=Subquery(model_vote))
+        .filter(model_age__isnull=False)
+        .values_list("age", "model_age", "photo__apparent_age")
     )
-    if not model_votes:
-        return empty
-    rows = (Vote.objects.filter(voter=user, photo_id__in=list(model_votes), photo__apparent_age__isnull=False)
-            .values_list("photo_id", "age", "photo__apparent_age"))
     n = closer = ties = 0
     your_err = model_err = 0.0
-    for photo_id, age, crowd in rows:
-        mine, theirs = abs(age - crowd), abs(model_votes[photo_id] - crowd)
+    for age, model_age, crowd in rows:
+        mine, theirs = abs(age - crowd), abs(model_age - crowd)
         n += 1
         your_err += mine
         model_err += theirs

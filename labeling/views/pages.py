@@ -17,6 +17,8 @@ from labeling.selectors.photos import open_reports, photos_of, review_queue, vis
 from labeling.services import accounts, moderation
 from labeling.services.uploads import UploadRejected, create_photo
 from labeling.throttling import UploadThrottle
+from leaderboard.selectors import player_stats
+from modeling.selectors import you_vs_model
 
 
 def home(request):
@@ -152,14 +154,11 @@ def profile(request):
                 return redirect("profile")
     else:
         form = ProfileForm(initial={"birth_year": profile_row.birth_year, "gender": profile_row.gender})
-    context = {"form": form, "profile": profile_row, "stats": _player_stats(request.user)}
+    context = {
+        "form": form,
+        "profile": profile_row,
+        "stats": player_stats(request.user),
+        "you_vs_dex": you_vs_model(request.user),
+    }
     return render(request, "labeling/profile.html", context, status=400 if form.errors else 200)
-
-
-def _player_stats(user):
-    try:
-        from leaderboard.selectors import player_stats
-    except ImportError:
-        return None
-    return player_stats(user)
 

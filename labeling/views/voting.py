@@ -18,11 +18,12 @@ from labeling.serializers_voting import (
 )
 from labeling.services.votes import VoteRejected, cast_vote, take_vote_token
 from leaderboard.services import EARNING_KINDS
+from modeling.selectors import you_vs_model
 
 
 @login_required
 def vote_page(request):
-    return render(request, "labeling/vote.html")
+    return render(request, "labeling/vote.html", {"you_vs_dex": you_vs_model(request.user)})
 
 
 def _face_url(photo) -> str:
