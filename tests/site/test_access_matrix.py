@@ -39,6 +39,24 @@ MATRIX = [
     ("post", "/api/photos/{pk}/moderation/", {"action": "hide"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
     ("post", "/api/photos/{pk}/reports/", {"reason": "other"}, {ANON: 401, OWNER: 403, OTHER: 201, STAFF: 201}),
     ("get", "/api/schema/", None, {ANON: 200, OWNER: 200, OTHER: 200, STAFF: 200}),
+    # The game.
+    ("get", "/vote/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/api/photos/next/", None, {ANON: 401, OWNER: 204, OTHER: 200, STAFF: 200}),
+    ("get", "/api/photos/{pk}/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("post", "/api/photos/{pk}/votes/", {"age": 30}, {ANON: 401, OWNER: 403, OTHER: 201, STAFF: 201}),
+    ("get", "/api/leaderboard/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/leaderboard/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    # Datasets: staff and researchers only.
+    ("get", "/exports/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("get", "/research/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("get", "/api/exports/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/exports/", {"min_kept_votes": "abc"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 400}),
+    # Models: staff only; predictions for every player.
+    ("get", "/staff/models/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("get", "/api/models/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/models/train/", {"target": "nonsense"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 400}),
+    ("get", "/research/photos/{pk}/maps/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/predict/", {}, {ANON: 401, OWNER: 400, OTHER: 400, STAFF: 400}),
 ]
 
 
@@ -74,7 +92,7 @@ def _all_paths(resolver=None, prefix=""):
 def _concrete(pattern: str, pk: int) -> str | None:
     if pattern.startswith("admin/") or "(?P" in pattern or "^" in pattern:
         return None
-    path = re.sub(r"<int:\w+>", str(pk), pattern)
+    path = re.sub(r"<(?:int|id):\w+>", str(pk), pattern)
     path = re.sub(r"<(?:str|slug):\w+>", "x", path)
     if "<" in path:
         return None
