@@ -224,7 +224,7 @@ def describe_chain(configs: list[dict]) -> str:
     for c in configs[1:]:
         if c["head"] == "residual":
             prefix = name[:-4] if name.endswith(" DEX") else name
-            name = f"{prefix} + Residual DEX" if c["target"] == base["target"] else f"{prefix} + Residual DEX"
+            name = f"{prefix} + Residual DEX"
         elif c.get("kind") == "svr" or c["head"] == "svr":
             name = f"{name} + SVR"
     return name

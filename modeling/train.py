@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling import data as D
-from modeling.modelfile import file_sha256, save_model_file
+from modeling.modelfile import save_model_file
 from modeling.nets import AgeNet, PretrainedWeightsUnavailable, head_spec
 from modeling.predictor import AgePredictor, net_outputs, resolve_device
 
@@ -226,7 +226,6 @@ def _prefix_features(net, x_uint8, n_stages, n_views, cfg, device, cache_dir, de
     (n_views, N, C, H, W) float16 on CPU.  View 0 is the image, 1 its mirror, others random
     augmentations (seeded).  Cached on disk, keyed by the frozen weights and the images."""
     import hashlib
-    frozen = {k: v for k, v in net.state_dict().items()}
     h = hashlib.sha256()
     for stage in net.features.blocks()[:n_stages]:
         for t in stage.state_dict().values():
@@ -234,7 +233,6 @@ def _prefix_features(net, x_uint8, n_stages, n_views, cfg, device, cache_dir, de
     h.update(x_uint8[:: max(1, len(x_uint8) // 64)].numpy().tobytes())
     h.update(json.dumps([cfg.backbone, n_stages, n_views, len(x_uint8), cfg.seed, cfg.shift, cfg.scale,
                          cfg.rotation, cfg.color_jitter]).encode())
-    del frozen
     path = os.path.join(cache_dir, f"prefix_{desc}_{h.hexdigest()[:20]}.pt")
     if os.path.isfile(path):
         return torch.load(path, map_location="cpu", weights_only=True)
