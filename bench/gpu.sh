@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU benchmark of issue 6 (not run yet: no GPU was available when it was written).
-# Self-contained: needs only a Python with PyTorch (CUDA) on one GPU, no network; finishes in
+# Self-contained: needs only a Python with PyTorch (CUDA), numpy and Pillow on one GPU, no network; finishes in
 # under 8 minutes.  Prints and writes bench/out/gpu/report.json:
 #   1. training throughput (images/s) of vgg16 and efficientnet_lite0, bf16 autocast + channels_last;
 #   2. a short training run (efficientnet_lite0, ImageNet weights, all layers, full augmentation)
@@ -53,7 +53,7 @@ CMD=(-m modeling.train --data "$DATA" --out "$OUT/real_dex" --target real --back
      --image-size "${IMAGE_SIZE:-160}" --batch-size "${BATCH:-128}" --lr 1e-3 --weight-decay 0.01 --label-sigma 2
      --epochs 60 --patience 8 --max-minutes "$MIN" --device cuda --cache-dir bench/out/.cache --no-progress --restart)
 echo "\$ python ${CMD[*]}" | tee "$OUT/command.txt"
-timeout $(( (${MIN%.*} + 3) * 60 )) $PYTHON "${CMD[@]}" | tee "$OUT/train.log"
+timeout $(( (${MIN%.*} + 2) * 60 )) $PYTHON "${CMD[@]}" | tee "$OUT/train.log"
 $PYTHON - "$OUT" <<'PY'
 import json, sys, os, torch
 out = sys.argv[1]
