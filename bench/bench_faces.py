@@ -144,22 +144,26 @@ def main(argv=None) -> int:
     ap.add_argument("--nms", default="reference", choices=["reference", "greedy"])
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--sections", default="1234", help="which of the four results to run (default all)")
+    ap.add_argument("--no-malloc-tuning", action="store_true",
+                    help="leave glibc malloc as it is (the detector tunes it, as get_detector() does)")
     args = ap.parse_args(argv)
 
     import torch
 
-    from modeling.faces.detector import FaceDetector
+    from modeling.faces.detector import FaceDetector, tune_malloc_for_detection
 
     root = args.data.resolve()
     if not root.is_dir():
         print(f"no data at {root}", file=sys.stderr)
         return 2
+    malloc_tuned = False if args.no_malloc_tuning else tune_malloc_for_detection()
     det = FaceDetector(nms=args.nms, num_threads=args.threads)
     detect = det.detect
 
     print("== machine")
     print(f"cpu: {cpu_model()}; cores visible: {os.cpu_count()}; torch {torch.__version__} "
           f"(detection runs with {det.num_threads} intra-op thread(s); torch default here {torch.get_num_threads()}); python {platform.python_version()}")
+    print(f"glibc malloc tuned for detection: {'yes' if malloc_tuned else 'no'}")
     try:
         print(f"load average at start: {os.getloadavg()}")
     except OSError:
