@@ -1,37 +1,15 @@
 """A full round in a phone-sized Chromium: two players become friends, each uploads a photo, the
 other guesses it; the pending and settled displays, the points and both boards show what they should."""
-import os
 
 import pytest
 
 from labeling.models import Photo, PlayerKind
 from labeling.services.votes import cast_vote
-from tests.factories import PASSWORD, make_user
+from tests.browser.journeys import log_in
+from tests.factories import make_user
 from tests.labeling.upload_corpus import PHOTOS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright():
-    """Playwright's sync API runs an event loop in this thread; the ORM calls here (the test's own,
-    and pytest-django's flush at teardown) are safe. Module-scoped so that it outlives the
-    function-scoped database fixtures; restored afterwards so no later subprocess inherits it."""
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if before is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
-
-
-def log_in(page, username):
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").last.click()
-    page.wait_for_url("**/")
 
 
 def upload(page, real_age):

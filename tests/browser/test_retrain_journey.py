@@ -1,7 +1,6 @@
 """The loop from the browser: an admin presses Retrain with a tiny budget (export now, the full paper
 pipeline), watches the progress, sees Tables II/III; a player then sees the model's guess and
 "you vs DEX"."""
-import os
 import random
 
 import pytest
@@ -10,37 +9,11 @@ from django.db import connection
 from labeling.models import Photo, PlayerKind, Vote
 from labeling.services.votes import refresh_consensus
 from modeling.models import ModelVersion
-from tests.factories import PASSWORD, make_user
+from tests.browser.journeys import log_in
+from tests.factories import make_user
 from tests.modeling.models_app_support import photo_with_face_like
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _database_before_the_browser(django_db_setup):
-    """Create the test database before Playwright's event loop exists (run alone, the session-scoped
-    browser fixture would otherwise come first and Django refuses sync DB calls beside a loop)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright_through_teardown():
-    """Keep DJANGO_ALLOW_ASYNC_UNSAFE set until after the transactional test's database flush (the
-    conftest's per-test setting is undone before it)."""
-    old = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if old is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = old
-
-
-def log_in(page, username):
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").last.click()
-    page.wait_for_url("**/")
 
 
 def crowd_rated_photos(n=40, raters=10):

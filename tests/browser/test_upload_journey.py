@@ -2,6 +2,7 @@
 import pytest
 
 from labeling.models import Photo
+from tests.browser.journeys import log_in
 from tests.factories import PASSWORD
 from tests.labeling.upload_corpus import PHOTOS
 
@@ -43,11 +44,7 @@ def test_signup_crop_upload_and_see_it(page):
 
 def test_refused_upload_shows_the_reason(page, django_user_model):
     django_user_model.objects.create_user("refused", "refused@example.org", PASSWORD)
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", "refused")
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("form button[type=submit]").last.click()
-    page.wait_for_url("**/")
+    log_in(page, "refused")
     page.goto("/upload/")
     page.set_input_files("input[name=image]", str(PHOTOS / "upload_obama_and_biden.jpg"))
     page.fill("input[name=real_age]", "47")

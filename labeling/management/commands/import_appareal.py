@@ -2,30 +2,9 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from labeling.management.commands._import_common import CONSENT_HELP, print_summary, progress_bars
 from labeling.services.imports import import_appareal_dir
-
-CONSENT_HELP = (
-    "confirm that the collection's terms allow its use for research on this platform; imported photos "
-    "are then treated like uploads with consent (and can be exported)"
-)
-
-
-def _progress(stream, enabled: bool):
-    """tqdm progress bars on stderr (the summary goes to stdout)."""
-    def progress(iterable, **kw):
-        return tqdm(iterable, file=stream, disable=not enabled, dynamic_ncols=True, **kw)
-
-    return progress
-
-
-def _print_summary(command, summary) -> None:
-    lines = summary.lines()
-    style = command.style.SUCCESS if not summary.failed else command.style.WARNING
-    command.stdout.write(style(lines[0]))
-    for line in lines[1:]:
-        command.stdout.write(line)
 
 
 class Command(BaseCommand):
@@ -47,6 +26,6 @@ class Command(BaseCommand):
             raise CommandError("Pass --consent to confirm that this collection may be used for research here.")
         summary = import_appareal_dir(
             directory, consent=True, dataset=dataset, splits=tuple(s for s in splits.split(",") if s), limit=limit,
-            progress=_progress(self.stderr, not no_progress),
+            progress=progress_bars(self.stderr, not no_progress),
         )
-        _print_summary(self, summary)
+        print_summary(self, summary)

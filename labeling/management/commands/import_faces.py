@@ -2,30 +2,9 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from labeling.management.commands._import_common import CONSENT_HELP, print_summary, progress_bars
 from labeling.services.imports import import_faces_dir
-
-CONSENT_HELP = (
-    "confirm that the collection's terms allow its use for research on this platform; imported photos "
-    "are then treated like uploads with consent (and can be exported)"
-)
-
-
-def _progress(stream, enabled: bool):
-    """tqdm progress bars on stderr (the summary goes to stdout)."""
-    def progress(iterable, **kw):
-        return tqdm(iterable, file=stream, disable=not enabled, dynamic_ncols=True, **kw)
-
-    return progress
-
-
-def _print_summary(command, summary) -> None:
-    lines = summary.lines()
-    style = command.style.SUCCESS if not summary.failed else command.style.WARNING
-    command.stdout.write(style(lines[0]))
-    for line in lines[1:]:
-        command.stdout.write(line)
 
 
 class Command(BaseCommand):
@@ -49,5 +28,5 @@ class Command(BaseCommand):
         if labels not in ("utkface", "fgnet") and not labels.startswith("csv:"):
             raise CommandError(f"--labels {labels!r}: use utkface, fgnet or csv:FILE")
         summary = import_faces_dir(directory, labels=labels, consent=True, dataset=dataset, limit=limit,
-                                   progress=_progress(self.stderr, not no_progress))
-        _print_summary(self, summary)
+                                   progress=progress_bars(self.stderr, not no_progress))
+        print_summary(self, summary)
