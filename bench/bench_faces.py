@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model  # bench/machine.py (scripts run from bench/)
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,15 +28,6 @@ sys.path.insert(0, str(REPO))
 ORIGINAL_S_PER_PHOTO = 0.9  # the mtcnn 1.0.0 package (TensorFlow) on these photos, issue 3
 NO_FACE = ["dlib/dog.jpg", "dlib/dogs.jpg", "dlib/eagle.jpg", "dlib/giraffe.jpg", "dlib/horses.jpg"]
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def iou(a, b) -> float:
