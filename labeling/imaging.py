@@ -82,7 +82,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def normalise_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -> Image.Image:
+def normalise_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Decode, check and normalise: upright (EXIF orientation applied), RGB, no metadata."""
     fmt = sniff_format(data[:16])
     if fmt is None:
@@ -119,8 +119,6 @@ def normalise_image(data: bytes, *, max_pixels: int, max_side: int | None = None
     # A fresh image carries pixels only: no EXIF (GPS), ICC, XMP or comments survive.
     clean = Image.new("RGB", image.size)
     clean.paste(image)
-    if max_side and max(clean.size) > max_side:
-        clean.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return clean
 
 

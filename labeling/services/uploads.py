@@ -157,10 +157,8 @@ def create_photo(
 
 def _queue_prediction(photo_id: int) -> None:
     """Ask the model for this photo's ages; a broker outage must not fail the upload."""
-    try:
-        from modeling.tasks import predict_photos
-    except ImportError:
-        return
+    from modeling.tasks import predict_photos
+
     try:
         predict_photos.delay([photo_id])
     except Exception:  # noqa: BLE001 - the back-fill command catches up later
