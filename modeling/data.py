@@ -251,10 +251,11 @@ def stratified_split(ages: list[int], seed: int = 0, proportions=APPA_PROPORTION
 
 
 def convert_named_folder(src: str, dst: str, *, seed: int = 0, link: bool = True,
-                         max_age: int = MAX_AGE) -> dict:
+                         max_age: int = MAX_AGE, proportions=APPA_PROPORTIONS) -> dict:
     """Convert a folder of face crops with the age in the file name (UTKFace, FG-NET) into the
-    APPA-REAL layout at ``dst`` (symlinks by default).  Images older than ``max_age`` (UTKFace
-    goes to 116) or whose name carries no age are left out and counted.  Returns a summary."""
+    APPA-REAL layout at ``dst`` (symlinks by default), split train/valid/test in ``proportions``
+    (default APPA-REAL's), stratified by 5-year age bins, seeded.  Images older than ``max_age``
+    (UTKFace goes to 116) or whose name carries no age are left out and counted.  Returns a summary."""
     names = sorted(n for n in os.listdir(src) if not n.startswith("."))
     kept, skipped_old, skipped_name = [], [], []
     for n in names:
@@ -265,8 +266,16 @@ def convert_named_folder(src: str, dst: str, *, seed: int = 0, link: bool = True
             skipped_old.append(n)
         else:
             kept.append((n, a))
-    splits = stratified_split([a for _, a in kept], seed=seed)
+    if len(proportions) != 3 or min(proportions) <= 0:
+        raise ValueError(f"proportions must be three positive numbers (train, valid, test), not {proportions!r}")
+    splits = stratified_split([a for _, a in kept], seed=seed, proportions=proportions)
     os.makedirs(dst, exist_ok=True)
+    for split in SPLITS:  # a re-conversion with another split must not leave old links behind
+        d = os.path.join(dst, split)
+        if os.path.isdir(d):
+            for n in os.listdir(d):
+                if os.path.islink(os.path.join(d, n)):
+                    os.remove(os.path.join(d, n))
     rows = {s: [] for s in SPLITS}
     for (n, a), split in zip(kept, splits):
         d = os.path.join(dst, split)
@@ -283,7 +292,7 @@ def convert_named_folder(src: str, dst: str, *, seed: int = 0, link: bool = True
     summary = {"source": os.path.abspath(src), "seed": seed, "max_age": max_age,
                "counts": {s: len(rows[s]) for s in SPLITS},
                "skipped_over_max_age": len(skipped_old), "skipped_no_age_in_name": len(skipped_name),
-               "stratified_by": "5-year age bins", "proportions": list(APPA_PROPORTIONS)}
+               "stratified_by": "5-year age bins", "proportions": list(proportions)}
     for split in SPLITS:
         with open(os.path.join(dst, f"gt_avg_{split}.csv"), "w", newline="") as fh:
             w = csv.writer(fh)
@@ -349,7 +358,7 @@ def tensor_cache(samples: list[Sample], size: int, cache_dir: str | None, *, ski
     x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
     if path:
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = path + ".tmp"
+        tmp = f"{path}.{os.getpid()}.tmp"  # two processes may build the same cache at once
         torch.save({"x": x, "keep": torch.tensor(keep)}, tmp)
         os.replace(tmp, path)
     return x, [samples[i] for i in keep]

@@ -19,6 +19,7 @@ self-contained model file (see modeling.modelfile).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -65,6 +66,9 @@ class TrainConfig:
                                           # 1: flipped, more: random augmentations) and train only the
                                           # rest; the big CPU speed-up
     dropout: float = 0.2
+    ema_decay: float = 0.0                # >0 (e.g. 0.998): exponential moving average of the weights,
+                                          # updated every step; validation, early stopping and the
+                                          # saved model use the averaged weights
     seed: int = 0
     max_minutes: float | None = None      # wall-clock budget of the whole run
     patience: int = 5                     # early stopping: epochs without valid improvement
@@ -187,6 +191,40 @@ def _linear(v, low, n):
 
 # ------------------------------------------------------------------------------------------
 
+class _Ema:
+    """Exponential moving average of a net's floating-point state (weights and BatchNorm
+    statistics); the decay ramps up as min(decay, (1 + step) / (10 + step))."""
+
+    def __init__(self, net, decay: float, shadow: dict | None = None):
+        self.decay = decay
+        cur = net.state_dict()
+        self.keys = [k for k, v in cur.items() if v.dtype.is_floating_point]
+        if shadow is not None:
+            self.shadow = {k: shadow[k].to(cur[k].device) for k in self.keys}
+        else:
+            self.shadow = {k: cur[k].detach().clone() for k in self.keys}
+
+    @torch.no_grad()
+    def update(self, net, step: int):
+        d = min(self.decay, (1 + step) / (10 + step))
+        cur = net.state_dict()
+        torch._foreach_lerp_([self.shadow[k] for k in self.keys], [cur[k] for k in self.keys], 1 - d)
+
+    def state_dict(self, net) -> dict:
+        """The net's state with the averaged tensors, on CPU."""
+        return {k: (self.shadow[k] if k in self.shadow else v).detach().cpu().clone()
+                for k, v in net.state_dict().items()}
+
+    @contextlib.contextmanager
+    def swapped_in(self, net):
+        raw = {k: v.detach().clone() for k, v in net.state_dict().items() if k in self.shadow}
+        net.load_state_dict(self.shadow, strict=False)
+        try:
+            yield
+        finally:
+            net.load_state_dict(raw, strict=False)
+
+
 class _Budget:
     def __init__(self, max_minutes, used_s=0.0):
         self.t0 = time.monotonic() - used_s
@@ -267,8 +305,9 @@ def _prefix_features(net, x_uint8, n_stages, n_views, cfg, device, cache_dir, de
     if it is not None:
         it.close()
     os.makedirs(cache_dir, exist_ok=True)
-    torch.save(out, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    tmp = f"{path}.{os.getpid()}.tmp"  # two processes may build the same cache at once
+    torch.save(out, tmp)
+    os.replace(tmp, path)
     return out
 
 
@@ -408,6 +447,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         best, best_epoch, bad_epochs = ckpt["best"], ckpt["best_epoch"], ckpt["bad_epochs"]
         best_state = ckpt["best_state"]
         images_seen, train_time = ckpt["images_seen"], ckpt["train_time"]
+    ema = _Ema(net, cfg.ema_decay, ckpt.get("ema") if ckpt else None) if cfg.ema_decay > 0 else None
 
     # ---- frozen-prefix feature cache
     feats = None
@@ -458,6 +498,10 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
                            device=str(device))
 
     def evaluate(split):
+        with ema.swapped_in(net) if ema is not None else contextlib.nullcontext():
+            return _evaluate(split)
+
+    def _evaluate(split):
         if feats is None:
             v, _ = net_outputs(net, tensors[split], device=device, batch_size=128, tta=cfg.tta,
                                channels_last=channels_last, autocast=use_amp)
@@ -530,6 +574,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(net, step)
             step += 1
             images_seen += len(idx)
             loss_sum += loss.item() * len(idx)
@@ -555,7 +601,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         improved = vm["mae"] < best - 1e-4
         if improved:
             best, best_epoch, bad_epochs = vm["mae"], epoch + 1, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_state = ema.state_dict(net) if ema is not None else {
+                k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             bad_epochs += 1
         rec = {"event": "epoch", "epoch": epoch + 1, "train_loss": loss_sum / loss_n,
@@ -567,7 +614,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         torch.save({"config_key": _config_key(cfg), "model": net.state_dict(), "optimizer": opt.state_dict(),
                     "generator": gen.get_state(), "epoch": epoch + 1, "step": step, "best": best,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "best_state": best_state,
-                    "images_seen": images_seen, "train_time": train_time, "elapsed_s": budget.elapsed()},
+                    "images_seen": images_seen, "train_time": train_time, "elapsed_s": budget.elapsed(),
+                    "ema": ema.shadow if ema is not None else None},
                    ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
         if stop_now:
@@ -583,6 +631,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     # ---- final: best weights, metrics, model file
     if best_state is not None:
         net.load_state_dict(best_state)
+    ema = None  # best_state already holds the averaged weights
     metrics = {}
     for split in ds:
         if split == "train":
@@ -638,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature-views", type=int, default=defaults.feature_views,
                    help="with --freeze-blocks: precompute the frozen stages for this many views per image")
     p.add_argument("--dropout", type=float, default=defaults.dropout)
+    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                   help="exponential moving average of the weights (e.g. 0.998); 0 = off")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the whole run")
     p.add_argument("--patience", type=int, default=defaults.patience)

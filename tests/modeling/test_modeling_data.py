@@ -134,3 +134,11 @@ def test_convert_named_folder(tmp_path):
     assert 34 in ages and 110 not in ages
     assert all(s.apparent_age is None for v in ds.values() for s in v)
     assert os.path.islink(ds["train"][0].face_path)
+    # another split into the same folder: the given proportions, and no stale links of the old one
+    again = D.convert_named_folder(str(src), str(tmp_path / "out"), seed=0, proportions=(75, 10, 15))
+    assert again["counts"] == {"train": 45, "valid": 6, "test": 9} and again["proportions"] == [75, 10, 15]
+    ds = D.read_dataset(str(tmp_path / "out"))
+    on_disk = sum(len(os.listdir(tmp_path / "out" / s)) for s in D.SPLITS)
+    assert on_disk == 2 * 60 and sum(len(v) for v in ds.values()) == 60
+    with pytest.raises(ValueError):
+        D.convert_named_folder(str(src), str(tmp_path / "bad"), proportions=(1, 1))

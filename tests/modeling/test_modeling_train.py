@@ -192,6 +192,39 @@ def test_resume_budget_stop_and_frozen_features(tmp_path):
     assert p.predict(faces(1))[0]["real_age"] is not None
 
 
+def test_weight_average(tmp_path):
+    from modeling.train import _Ema
+
+    lin = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    ema = _Ema(lin, 0.5)
+    with torch.no_grad():
+        lin.weight.fill_(2.0)
+    ema.update(lin, step=100)  # decay min(0.5, 101/110) = 0.5
+    assert torch.allclose(ema.shadow["weight"], torch.ones(1, 2))
+    with ema.swapped_in(lin):
+        assert torch.allclose(lin.weight, torch.ones(1, 2))
+    assert torch.allclose(lin.weight, torch.full((1, 2), 2.0))  # raw weights back after evaluation
+
+    # a run with the average: resumes with it, and the model file holds averaged (not raw) weights
+    data = make_appa(tmp_path / "data", counts=(12, 6, 6))
+    common = dict(SMALL, cache_dir=str(tmp_path / ".cache"), eval_test=False, ema_decay=0.9)
+    common.pop("epochs")
+    out = str(tmp_path / "ema")
+    train(TrainConfig(data=data, out=out, epochs=1, **common))
+    r = train(TrainConfig(data=data, out=out, epochs=2, **common))
+    assert r.status == "finished" and r.epochs_run == 2
+    ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    assert ckpt["ema"] is not None and ckpt["epoch"] == 2
+    saved = load_model_file(r.model_path)["tensors"]
+    best = ckpt["best_state"]
+    assert all(torch.equal(saved[f"model.{k}"], v) for k, v in best.items())
+    k = "head.weight"
+    assert torch.allclose(best[k], ckpt["ema"][k]) or ckpt["best_epoch"] == 1
+    assert not torch.equal(ckpt["ema"][k], ckpt["model"][k])
+
+
 def test_cli_train_and_bad_data(tmp_path, capsys):
     data = make_appa(tmp_path / "data", counts=(8, 4, 4))
     rc = train_main(["--data", data, "--out", str(tmp_path / "cli"), "--backbone", "small", "--pretrained", "none",
