@@ -6,7 +6,7 @@ can be reproduced closely (see ``docs/faces.md`` and ``bench/bench_faces.py``):
 - pyramid: ``round(log(min_side / 12) / log(1 / 0.709) - 1)`` levels at scales
   ``12 / min_face_size * 0.709 ** k``; level size ``floor(side * scale)``; resampling is
   TensorFlow's ``ResizeMethod.AREA`` (exact box-filter area averaging, reproduced here with
-  prefix sums), applied to the normalised image ``(rgb - 127.5) / 128``.
+  separable banded weights), applied to the normalised image ``(rgb - 127.5) / 128``.
 - PNet proposals: cell ``(x, y)`` of a level gives the box ``(2x + 1, 2y + 1, 2x + 12, 2y + 12)``
   moved by its regression times 11, divided by the level's nominal scale; kept when p(face) > 0.6.
   NMS (IoU union > 0.5) per level, then (IoU union > 0.7) across levels, then squared.
@@ -110,54 +110,74 @@ def pyramid_scales(height: int, width: int, min_face_size: int = 20, scale_facto
     return (min_size / min_face_size) * scale_factor ** np.arange(count)
 
 
-class AreaResizer:
-    """TensorFlow ``ResizeMethod.AREA`` (exact area averaging over ``in/out``-sized windows).
+def _area_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of ``n_out`` outputs along one axis: the input pixels its window
+    ``[o * s, (o + 1) * s)`` (``s = n_in / n_out``) touches and the share of each, ``/ s``.
 
-    The integral image ``I`` of a piecewise-constant image is bilinear inside every cell, so the
-    integral up to any real point is a bilinear interpolation of ``I``; each output pixel is then
-    ``(F(y1, x1) - F(y0, x1) - F(y1, x0) + F(y0, x0)) / (sy * sx)``. ``I`` (float64, H x W x C so
-    that the gathers copy whole rows) is built once per image and serves every pyramid level.
-    ``hwc`` returns a (height, width, C) view.
+    Returns ``(index, weight)``, both ``(n_out, ceil(s) + 1)``; padding entries have weight 0.
+    """
+    scale = n_in / n_out
+    band = math.ceil(scale) + 1
+    t0 = torch.arange(n_out, dtype=torch.float64, device=device) * scale
+    t1 = (t0 + scale).clamp_(max=n_in)
+    i = torch.floor(t0)[:, None] + torch.arange(band, dtype=torch.float64, device=device)[None, :]
+    w = (torch.minimum(i + 1, t1[:, None]) - torch.maximum(i, t0[:, None])).clamp_(min=0) / scale
+    return i.clamp_(max=n_in - 1).long(), w.to(torch.float32)
+
+
+class AreaResizer:
+    """TensorFlow ``ResizeMethod.AREA``: every output pixel is the exact average of the input area
+    its ``in/out``-sized window covers, partly covered pixels weighted by the covered share.
+
+    The box filter is separable, so a level is a banded weighted sum of input rows, then of
+    columns (``ceil(in/out) + 1`` taps each): about two passes over the image per level, in
+    float32. This replaced a float64 integral image (same results to 2e-7), which cost ~3x more
+    time and memory. Output rows are made in chunks of bounded size (see ``_CHUNK_FLOATS``).
     """
 
-    def __init__(self, img: torch.Tensor):
-        """``img``: (C, H, W)."""
-        self.dtype = img.dtype
-        C, H, W = img.shape
-        self.H, self.W = H, W
-        # stored transposed, (W+1, H+1, C): torch's cumsum is fast along an inner dimension only
-        a = img.permute(1, 2, 0).to(torch.float64).cumsum(1)  # (H, W, C), along x
-        integ = torch.zeros((W + 1, H + 1, C), dtype=torch.float64, device=img.device)
-        integ[1:, 1:] = a.transpose(0, 1).contiguous().cumsum(1)  # (W, H, C), along y
-        self.integ = integ
+    def __init__(self, img_hwc: torch.Tensor):
+        """``img_hwc``: (H, W, C) float32."""
+        self.src = img_hwc.contiguous()
+        self.H, self.W = self.src.shape[:2]
 
     @staticmethod
-    def _grid(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        t = torch.arange(n_out + 1, dtype=torch.float64, device=device) * (n_in / n_out)
-        t = t.clamp_(0, n_in)
-        i = torch.floor(t).clamp_(max=n_in - 1)
-        return i.long(), t - i
+    def _rows(src: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Weighted sums of rows of ``src`` (n, ...): output row o = sum_k weight[o, k] * src[index[o, k]]."""
+        shape = (-1,) + (1,) * (src.dim() - 1)
+        out = src.index_select(0, index[:, 0]).mul_(weight[:, 0].view(shape))
+        for k in range(1, index.shape[1]):  # loop over filter taps (a handful), not pixels
+            out.addcmul_(src.index_select(0, index[:, k]), weight[:, k].view(shape))
+        return out
+
+    def resize_into(self, out: torch.Tensor) -> torch.Tensor:
+        """Fills ``out`` ((height, width, C), any strides, e.g. a slice of a mosaic) and returns it."""
+        height, width = out.shape[:2]
+        dev = self.src.device
+        iy, wy = _area_weights(self.H, height, dev)
+        ix, wx = _area_weights(self.W, width, dev)
+        step = max(1, _CHUNK_FLOATS // (self.W * self.src.shape[2]))
+        for o0 in range(0, height, step):  # loop over chunks of output rows, not pixels
+            rows = self._rows(self.src, iy[o0:o0 + step], wy[o0:o0 + step])  # (n, W, C)
+            cols = self._rows(rows.transpose(0, 1).contiguous(), ix, wx)  # (width, n, C)
+            out[o0:o0 + step] = cols.transpose(0, 1)
+        return out
 
     def hwc(self, height: int, width: int) -> torch.Tensor:
-        """The resized image as (height, width, C)."""
-        dev = self.integ.device
-        iy, fy = self._grid(self.H, height, dev)
-        ix, fx = self._grid(self.W, width, dev)
-        g = torch.lerp(self.integ.index_select(0, ix), self.integ.index_select(0, ix + 1),
-                       fx[:, None, None])  # (w+1, H+1, C)
-        g = torch.lerp(g.index_select(1, iy), g.index_select(1, iy + 1), fy[None, :, None])
-        out = g[1:, 1:] - g[:-1, 1:] - g[1:, :-1] + g[:-1, :-1]  # (w, h, C)
-        out = out.mul_((height / self.H) * (width / self.W))
-        return out.to(self.dtype).transpose(0, 1)
-
-    def __call__(self, height: int, width: int) -> torch.Tensor:
-        """The resized image as (C, height, width)."""
-        return self.hwc(height, width).permute(2, 0, 1)
+        """The resized image as a new (height, width, C) tensor."""
+        out = torch.empty((height, width, self.src.shape[2]), dtype=self.src.dtype, device=self.src.device)
+        return self.resize_into(out)
 
 
-def area_resize(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(C,H,W) -> (C,height,width) like ``tf.image.resize(..., method=AREA)``."""
-    return AreaResizer(img)(height, width)
+# Upper bound (in floats) of the temporary tensors of a resize chunk and of a PNet strip: glibc
+# serves blocks above 32 MB (its largest mmap threshold) with fresh mmaps, and page-faulting those
+# in again on every call cost as much kernel time as the work itself (docs/benchmarks.md).
+_CHUNK_FLOATS = 2_000_000
+PNET_STRIP_PIXELS = 400_000  # canvas pixels per PNet strip: conv1's output stays under ~16 MB
+
+
+def area_resize(img_hwc: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(H,W,C) -> (height,width,C) like ``tf.image.resize(..., method=AREA)``."""
+    return AreaResizer(img_hwc).hwc(height, width)
 
 
 # --------------------------------------------------------------------------- mosaic packing
@@ -175,23 +195,20 @@ class _Rect:
 def _pack(rects: list[_Rect], max_pixels: int) -> list[tuple[int, int]]:
     """Shelf-pack rectangles (even-aligned origins) into canvases; returns canvas sizes (H, W).
 
-    Rects must be ordered image by image; a canvas holds whole images, up to ``max_pixels``
-    (an image larger than that gets a canvas of its own).
+    Rects are taken in order (image by image, largest level first) and grouped into canvases of
+    about ``max_pixels`` at most: an image's levels may span two canvases, a rect larger than
+    that gets a canvas of its own. Bounded canvases keep the buffers in the process heap.
     """
     canvases: list[tuple[int, int]] = []
-    # group images into canvases by area
-    by_image: dict[int, list[_Rect]] = {}
-    for r in rects:
-        by_image.setdefault(r.image, []).append(r)
     groups: list[list[_Rect]] = []
     cur: list[_Rect] = []
     cur_area = 0
-    for _, rs in by_image.items():
-        a = sum((r.h + 1) * (r.w + 1) for r in rs)
+    for r in rects:
+        a = (r.h + 2) * (r.w + 2)
         if cur and cur_area + a > max_pixels:
             groups.append(cur)
             cur, cur_area = [], 0
-        cur.extend(rs)
+        cur.append(r)
         cur_area += a
     if cur:
         groups.append(cur)
@@ -303,14 +320,16 @@ class _ImageStore:
     """All normalised images of a call in one flat (3, sum H*W) float32 tensor, for gathers."""
 
     def __init__(self, images: list[torch.Tensor]):
+        """``images``: normalised (H, W, 3) float32 tensors."""
         self.device = images[0].device
-        self.h = torch.tensor([im.shape[1] for im in images], device=self.device)
-        self.w = torch.tensor([im.shape[2] for im in images], device=self.device)
+        self.h = torch.tensor([im.shape[0] for im in images], device=self.device)
+        self.w = torch.tensor([im.shape[1] for im in images], device=self.device)
         sizes = self.h * self.w
         self.offset = torch.cumsum(sizes, 0) - sizes
         # (sum H*W, 3): pixel-major, so a gather copies whole RGB triples and the patches come
         # out channels-last, the fast layout for RNet/ONet's convolutions
-        self.flat = torch.cat([im.permute(1, 2, 0).reshape(-1, 3) for im in images], dim=0)
+        flat = [im.reshape(-1, 3) for im in images]
+        self.flat = flat[0] if len(flat) == 1 else torch.cat(flat, dim=0)
 
     def crop_and_resize(self, boxes: torch.Tensor, image_ids: torch.Tensor, size: int) -> torch.Tensor:
         """TensorFlow ``crop_and_resize`` (bilinear, extrapolation 0) of float boxes -> (N,3,size,size)."""
@@ -395,7 +414,7 @@ class FaceDetector:
         self.nms_mode = nms
         self.max_image_pixels = max_image_pixels
         if max_batch_pixels is None:
-            max_batch_pixels = 6_000_000 if self.device.type == "cpu" else 40_000_000
+            max_batch_pixels = 2_000_000 if self.device.type == "cpu" else 40_000_000
         self.max_batch_pixels = max_batch_pixels
         self.patch_batch = patch_batch
         pnet, rnet, onet = load_nets()
@@ -468,8 +487,9 @@ class FaceDetector:
                 tensors.append(None)
                 factors.append(1.0)
                 continue
-            t = torch.from_numpy(a.copy() if not a.flags.writeable else a).to(self.device).permute(2, 0, 1).to(torch.float32)
-            t = (t - 127.5) / 128.0
+            # (H, W, 3) float32, normalised in place: one image-sized buffer
+            t = torch.from_numpy(a.copy() if not a.flags.writeable else a).to(self.device, torch.float32)
+            t = t.sub_(127.5).div_(128.0)
             f = 1.0
             if h * w > self.max_image_pixels:
                 f = math.sqrt(self.max_image_pixels / (h * w))
@@ -493,7 +513,7 @@ class FaceDetector:
             if sel.size == 0:
                 continue
             f = factors[i]
-            H, W = imgs[j].shape[1], imgs[j].shape[2]
+            H, W = imgs[j].shape[0], imgs[j].shape[1]
             b = boxes[sel].copy()
             b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, W - 1)
             b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, H - 1)
@@ -519,7 +539,7 @@ class FaceDetector:
         # ---------------- stage 1: PNet on a mosaic of all pyramid levels of all images
         rects: list[_Rect] = []
         for j, im in enumerate(imgs):
-            H, W = im.shape[1], im.shape[2]
+            H, W = im.shape[0], im.shape[1]
             for s in pyramid_scales(H, W, min_face_size, self.scale_factor):
                 hw = (np.asarray([H, W]) * s).astype(np.int64)
                 h, w = int(hw[0]), int(hw[1])
@@ -529,6 +549,7 @@ class FaceDetector:
             return None
         canvases = _pack(rects, self.max_batch_pixels)
         cand_boxes, cand_scores, cand_img, cand_level = [], [], [], []
+        resizers: dict[int, AreaResizer] = {}
         for ci, (CH, CW) in enumerate(canvases):
             mine = [(ri, r) for ri, r in enumerate(rects) if r.canvas == ci]
             ho, wo = (CH - 2) // 2 - 4, (CW - 2) // 2 - 4
@@ -537,30 +558,14 @@ class FaceDetector:
             # NHWC memory (channels-last), even sizes so that 2x2 pooling needs no ceil mode
             canvas_hwc = torch.zeros((CH, CW, 3), dtype=torch.float32, device=dev)
             owner = torch.full((ho, wo), -1, dtype=torch.long, device=dev)
-            resizers: dict[int, AreaResizer] = {}
             for ri, r in mine:  # loop over pyramid levels (tens), not boxes
-                if r.image not in resizers:
-                    resizers = {r.image: AreaResizer(imgs[r.image])}  # rects come image by image
-                canvas_hwc[r.y:r.y + r.h, r.x:r.x + r.w] = resizers[r.image].hwc(r.h, r.w)
+                if r.image not in resizers:  # rects come image by image
+                    resizers = {r.image: AreaResizer(imgs[r.image])}
+                resizers[r.image].resize_into(canvas_hwc[r.y:r.y + r.h, r.x:r.x + r.w])
                 ph, pw = (r.h - 1) // 2 - 4, (r.w - 1) // 2 - 4
                 if ph > 0 and pw > 0:
                     owner[r.y // 2:r.y // 2 + ph, r.x // 2:r.x // 2 + pw] = ri
-            resizers.clear()
-            canvas = canvas_hwc.permute(2, 0, 1)[None]
-            x = self.pnet.stem(canvas)  # (1, 10, CH-2, CW-2)
-            # A level alone has (w-2) conv1 columns; when that is odd, Keras' "same" pooling pools
-            # its last column alone. In the mosaic it would share a window with the next column:
-            # set that column (and likewise the row) to -inf so the window's max is the level's.
-            for _, r in mine:
-                if (r.w - 2) % 2:
-                    x[:, :, r.y:r.y + r.h - 1, r.x + r.w - 2] = float("-inf")
-                if (r.h - 2) % 2:
-                    x[:, :, r.y + r.h - 2, r.x:r.x + r.w - 1] = float("-inf")
-            x = torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
-                              torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
-            reg, prob = self.pnet.head(x)
-            reg = reg[0, :, :ho, :wo]
-            p = prob[0, 1, :ho, :wo]
+            reg, p = self._pnet_canvas(canvas_hwc, [r for _, r in mine], ho, wo)
             hit = (p > t1) & (owner >= 0)
             yy, xx = torch.nonzero(hit, as_tuple=True)
             if yy.numel() == 0:
@@ -622,6 +627,40 @@ class FaceDetector:
         # IoU over the smaller box: torchvision has no such NMS, the package's rule is used
         keep = nms_indices(boxes, scores, img_ids, 0.7, "min", "reference")
         return img_ids[keep], boxes[keep], scores[keep], lms[keep]
+
+    def _pnet_canvas(self, canvas_hwc: torch.Tensor, rects: list[_Rect], ho: int, wo: int):
+        """PNet over a mosaic canvas: (box regression (4, ho, wo), p(face) (ho, wo)).
+
+        Runs in horizontal strips of about ``PNET_STRIP_PIXELS`` canvas pixels (output cell row
+        ``o`` reads canvas rows ``2o .. 2o + 11``), which gives the same numbers as one pass and
+        keeps every buffer small enough to be reused from the heap.
+        """
+        CH, CW = canvas_hwc.shape[:2]
+        step = max(1, (PNET_STRIP_PIXELS // CW - 10) // 2)
+        regs, probs = [], []
+        for a in range(0, ho, step):  # loop over strips (a few per canvas)
+            b = min(ho, a + step)
+            y0 = 2 * a  # canvas row of the strip's first conv1 row
+            x = self.pnet.stem(canvas_hwc[y0:2 * b + 10].permute(2, 0, 1)[None])  # (1, 10, rows, CW-2)
+            rows = x.shape[2]
+            # A level alone has (w-2) conv1 columns; when that is odd, Keras' "same" pooling pools
+            # its last column alone. In the mosaic it would share a window with the next column:
+            # set that column (and likewise the row) to -inf so the window's max is the level's.
+            for r in rects:  # loop over pyramid levels
+                if (r.w - 2) % 2:
+                    lo, hi = max(r.y - y0, 0), min(r.y + r.h - 1 - y0, rows)
+                    if lo < hi:
+                        x[:, :, lo:hi, r.x + r.w - 2] = float("-inf")
+                if (r.h - 2) % 2 and 0 <= r.y + r.h - 2 - y0 < rows:
+                    x[:, :, r.y + r.h - 2 - y0, r.x:r.x + r.w - 1] = float("-inf")
+            # 2x2 max pooling (sizes are even); four strided maxima beat max_pool2d here (2-4x
+            # on channels-last tensors, measured)
+            x = torch.maximum(torch.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+                              torch.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]))
+            reg, prob = self.pnet.head(x)
+            regs.append(reg[0, :, :, :wo])
+            probs.append(prob[0, 1, :, :wo])
+        return torch.cat(regs, 1), torch.cat(probs, 0)
 
     def _run_patches(self, net, store: _ImageStore, boxes, img_ids, size):
         outs = []

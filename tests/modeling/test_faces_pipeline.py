@@ -267,8 +267,12 @@ def test_mosaic_packing_has_no_overlap_and_even_origins(sizes):
         assert r.y + r.h <= ch and r.x + r.w <= cw and ch % 2 == 0 and cw % 2 == 0
         assert not occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w].any()
         occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w] = True
-    # one image never spans two canvases
-    assert len({(r.image, r.canvas) for r in rects}) == len({r.image for r in rects})
+    # canvases stay near the pixel budget unless one level alone is larger
+    for ci, (ch, cw) in enumerate(canvases):
+        mine = [r for r in rects if r.canvas == ci]
+        assert mine
+        if len(mine) > 1:
+            assert sum((r.h + 2) * (r.w + 2) for r in mine) <= 600_000
 
 
 def test_internal_failure_is_logged_and_reported_as_no_face(monkeypatch, caplog):
