@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_game.py                      # 50k players, 100k photos, 1M votes
     .venv/bin/python bench/bench_game.py --quick              # 5k / 10k / 100k, for a smoke run
     .venv/bin/python bench/bench_game.py --reuse              # keep the seeded database
+    .venv/bin/python bench/bench_game.py --seed-only          # seed, then stop (the load runs later with --reuse)
 
 Steps: (re)create the database `appareal_bench` (PostgreSQL at 127.0.0.1:5432, user postgres),
 migrate, seed with COPY (bench/bench_game_seed.py), start gunicorn against it and Redis (db 3),
@@ -114,6 +115,7 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
     parser.add_argument("--concurrency", default="16,64")
     parser.add_argument("--skip-checks", action="store_true")
+    parser.add_argument("--seed-only", action="store_true", help="(re)create and seed the database, then stop (no lock needed)")
     args = parser.parse_args(argv)
     if args.quick:
         args.players, args.photos, args.votes = args.players // 10, args.photos // 10, args.votes // 10
@@ -149,6 +151,8 @@ def main(argv=None):
         run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)
         run([PY, "bench/bench_game_seed.py", "--players", str(args.players), "--photos", str(args.photos), "--votes", str(args.votes)], env)
         say(f"seeded {args.players} players, {args.photos} photos, {args.votes} votes in {time.perf_counter() - t0:.0f} s")
+    if args.seed_only:
+        return
 
     with psycopg.connect(db_url) as conn:
         players = [r[0] for r in conn.execute("SELECT user_id FROM authtoken_token ORDER BY user_id")]

@@ -80,20 +80,35 @@ def _awards_statement(awards: list[PointsAward]) -> tuple[str, list]:
     )
 
 
-def record_awards(awards: list[PointsAward]) -> list[PointsAward]:
-    """Stores new ledger rows and adds them to the totals. Call inside the transaction that earned them."""
+def award_statements(awards: list[PointsAward]) -> list[tuple[str, list]]:
+    """The statements that store new ledger rows and add them to the totals (empty for no awards)."""
     if not awards:
         return []
-    statements = [_awards_statement(awards), *_totals_statements(awards)]
+    return [_awards_statement(awards), *_totals_statements(awards)]
+
+
+def execute_together(statements: list[tuple[str, list]]) -> None:
+    """Runs data-modifying statements that return nothing, in one round trip on PostgreSQL.
+
+    PostgreSQL runs every data-modifying WITH clause exactly once, referenced or not, so n
+    statements become `WITH w0 AS (...), ... INSERT/UPDATE ...`: one round trip instead of n on the
+    hot path of every vote. Other databases (SQLite in development) run them one by one. The
+    statements must not touch the same row twice (a single statement sees one snapshot).
+    """
+    if not statements:
+        return
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One round trip instead of three on the hot path of every vote: PostgreSQL runs every
-            # data-modifying WITH clause exactly once, referenced or not.
+        if connection.vendor == "postgresql" and len(statements) > 1:
             ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
             cursor.execute(f"WITH {ctes} {statements[-1][0]}", [p for _, params in statements for p in params])
         else:
             for sql, params in statements:
                 cursor.execute(sql, params)
+
+
+def record_awards(awards: list[PointsAward]) -> list[PointsAward]:
+    """Stores new ledger rows and adds them to the totals. Call inside the transaction that earned them."""
+    execute_together(award_statements(awards))
     return awards
 
 

@@ -22,15 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from labeling.consensus import Consensus, ConsensusRule, compute_consensus
 from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
 from labeling.scoring import ScoringVote, settle_scores, votes_still_needed
 from leaderboard.models import PointsAward
-from leaderboard.services import EARNING_KINDS, record_awards, vote_award
+from leaderboard.services import EARNING_KINDS, award_statements, execute_together, record_awards, vote_award
 
 MIN_AGE, MAX_AGE = 0, 100
 
@@ -123,6 +123,20 @@ class _PhotoVotes:
                 loaded.awarded.add(vote_id)
         return loaded
 
+    @classmethod
+    def load_for_vote(cls, photo_id: int) -> _PhotoVotes:
+        """The same, for the live path: one fixed SQL string (no ORM compilation on every vote),
+        and no creation times. A new vote only ever completes scores at its own position
+        (`check_from` = its position), so the award dates come from the new vote alone."""
+        loaded = cls([], [], [], [], [], [], set())
+        with connection.cursor() as cursor:
+            cursor.execute(_VOTES_SQL, [photo_id])
+            for vote_id, voter_id, age, kind, kept, awarded in cursor.fetchall():
+                loaded.append(vote_id, voter_id, age, kind, bool(kept), None)
+                if awarded:
+                    loaded.awarded.add(vote_id)
+        return loaded
+
     def append(self, vote_id, voter_id, age, kind, kept, created):
         self.ids.append(vote_id)
         self.voter_ids.append(voter_id)
@@ -147,36 +161,36 @@ class _PhotoVotes:
         ]
 
 
-def _store_kept_flags(votes: _PhotoVotes, flags: list[bool], skip_last: bool = False) -> None:
-    """Writes only the flags that changed (usually none)."""
+def _kept_flag_statements(votes: _PhotoVotes, flags: list[bool], skip_last: bool = False) -> list[tuple[str, list]]:
+    """UPDATEs for the flags that changed (usually none); updates `votes.kept` to match."""
     upto = len(votes.ids) - 1 if skip_last else len(votes.ids)
     now_kept = [votes.ids[i] for i in range(upto) if flags[i] and not votes.kept[i]]
     now_dropped = [votes.ids[i] for i in range(upto) if not flags[i] and votes.kept[i]]
-    if now_kept:
-        Vote.objects.filter(pk__in=now_kept).update(kept=True)
-    if now_dropped:
-        Vote.objects.filter(pk__in=now_dropped).update(kept=False)
     for i in range(upto):
         votes.kept[i] = flags[i]
+    return [
+        (f"UPDATE {_VOTE} SET kept = {'TRUE' if value else 'FALSE'} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
+        for value, ids in ((True, now_kept), (False, now_dropped))
+        if ids
+    ]
 
 
-def _store_consensus(photo: Photo, consensus: Consensus) -> None:
+def _consensus_statement(photo: Photo, consensus: Consensus) -> tuple[str, list]:
+    """Sets the photo's cached consensus (on the instance and, through the statement, in the table)."""
     photo.n_votes = consensus.n_votes
     photo.n_kept = consensus.n_kept
     photo.apparent_age = consensus.apparent_age
     photo.apparent_age_std = consensus.std
     photo.apparent_age_se = consensus.se
-    Photo.objects.filter(pk=photo.pk).update(
-        n_votes=photo.n_votes,
-        n_kept=photo.n_kept,
-        apparent_age=photo.apparent_age,
-        apparent_age_std=photo.apparent_age_std,
-        apparent_age_se=photo.apparent_age_se,
+    return (
+        f"UPDATE {_PHOTO} SET n_votes = %s, n_kept = %s, apparent_age = %s, apparent_age_std = %s, apparent_age_se = %s "
+        "WHERE id = %s",
+        [photo.n_votes, photo.n_kept, photo.apparent_age, photo.apparent_age_std, photo.apparent_age_se, photo.pk],
     )
 
 
-def _score(photo: Photo, votes: _PhotoVotes, rule: ConsensusRule, check_from: int) -> list[PointsAward]:
-    """Awards every vote that just became scorable (see labeling.scoring for the rule)."""
+def _settle(photo: Photo, votes: _PhotoVotes, rule: ConsensusRule, check_from: int) -> list[PointsAward]:
+    """The awards for every vote that just became scorable (see labeling.scoring for the rule)."""
     position = {vote_id: i for i, vote_id in enumerate(votes.ids)}
     awards = [
         vote_award(
@@ -195,7 +209,6 @@ def _score(photo: Photo, votes: _PhotoVotes, rule: ConsensusRule, check_from: in
             check_from=check_from,
         )
     ]
-    record_awards(awards)
     votes.awarded.update(a.vote_id for a in awards)
     return awards
 
@@ -204,9 +217,9 @@ def _flag_if_outlier(voter_id: int) -> None:
     """Flags a player for staff when most of their recent votes are dropped by the outlier rule."""
     window = int(settings.APPAREAL["OUTLIER_FLAG_WINDOW"])
     share = float(settings.APPAREAL["OUTLIER_FLAG_SHARE"])
-    recent = list(
-        Vote.objects.filter(voter_id=voter_id).order_by("-created_at").values_list("kept", flat=True)[:window]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_KEPT_SQL, [voter_id, window])
+        recent = [kept for (kept,) in cursor.fetchall()]
     if len(recent) < window:
         return
     dropped = sum(1 for kept in recent if not kept)
@@ -216,48 +229,89 @@ def _flag_if_outlier(voter_id: int) -> None:
         )
 
 
+# The live path's SQL, written once: building these with the ORM on every vote cost more CPU than
+# PostgreSQL spends running them. Table names come from the models.
+_PHOTO, _VOTE, _PROFILE = Photo._meta.db_table, Vote._meta.db_table, PlayerProfile._meta.db_table
+_AWARD = PointsAward._meta.db_table
+# The photo (only what the answer needs; the rest loads on access) and, riding along, the voter's kind.
+# (In model field order, as Model.from_db wants them.)
+_LOCKED_FIELDS = [
+    f.attname for f in Photo._meta.concrete_fields
+    if f.attname in {"id", "owner_id", "status", "real_age", "show_real_age", "predicted_apparent_age"}
+]
+_LOCK_SQL = (
+    f"SELECT {', '.join('p.' + f for f in _LOCKED_FIELDS)}, pr.kind, pr.flagged_outlier "
+    f"FROM {_PHOTO} p LEFT JOIN {_PROFILE} pr ON pr.user_id = %s WHERE p.id = %s AND p.status = %s"
+)
+_VOTES_SQL = (
+    f"SELECT v.id, v.voter_id, v.age, v.voter_kind, v.kept, "
+    f"EXISTS (SELECT 1 FROM {_AWARD} a WHERE a.vote_id = v.id) "
+    f"FROM {_VOTE} v WHERE v.photo_id = %s ORDER BY v.id"
+)
+_RECENT_KEPT_SQL = f"SELECT kept FROM {_VOTE} WHERE voter_id = %s ORDER BY created_at DESC LIMIT %s"
+_INSERT_SQL = (
+    f"INSERT INTO {_VOTE} (photo_id, voter_id, age, voter_kind, kept, created_at) VALUES (%s, %s, %s, %s, %s, %s) "
+    "RETURNING id"
+)
+
+
+def _lock_photo(voter_id: int, photo_id: int):
+    """SELECT ... FOR UPDATE of the active photo: (photo, voter kind, voter flagged) or None."""
+    if not 0 < photo_id < 2**63:  # beyond a bigint: no such photo (and no driver overflow error)
+        return None
+    sql = _LOCK_SQL + (" FOR UPDATE OF p" if connection.features.has_select_for_update_of else "")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [voter_id, photo_id, PhotoStatus.ACTIVE])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    n = len(_LOCKED_FIELDS)
+    return Photo.from_db(connection.alias, _LOCKED_FIELDS, row[:n]), row[n], bool(row[n + 1])
+
+
 def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
     """Stores `voter`'s guess for the photo, updates its consensus and scores what became scorable.
 
     One transaction under the photo's row lock. Raises InvalidAge (400), OwnPhoto (403),
     PhotoNotFound (404: missing, hidden or deleted) or AlreadyVoted (409); nothing is written then.
+
+    Statements: the row lock (with the voter's kind), the photo's votes, the INSERT, and one
+    statement for everything else (consensus cache, changed kept flags, ledger rows and totals).
     """
     age = validate_age(age)
     rule = consensus_rule()
-    profile = PlayerProfile.objects.filter(user_id=voter.pk)
     try:
         with transaction.atomic():
-            # The voter's kind rides along with the photo's lock: one round trip fewer per vote.
-            photo = (
-                Photo.objects.select_for_update(of=("self",))
-                .filter(pk=photo_id, status=PhotoStatus.ACTIVE)
-                .annotate(
-                    voter_kind=Subquery(profile.values("kind")[:1]),
-                    voter_flagged=Subquery(profile.values("flagged_outlier")[:1]),
-                )
-                .first()
-            )
-            if photo is None:
+            locked = _lock_photo(voter.pk, photo_id)
+            if locked is None:
                 raise PhotoNotFound("No such photo in the voting pool.")
-            kind = photo.voter_kind or PlayerKind.HUMAN  # no profile: plays as a human
-            already_flagged = bool(photo.voter_flagged)
+            photo, kind, already_flagged = locked
+            kind = kind or PlayerKind.HUMAN  # no profile: plays as a human
             if photo.owner_id == voter.pk:
                 raise OwnPhoto("You cannot vote on your own photo.")
-            votes = _PhotoVotes.load(photo.pk)
+            votes = _PhotoVotes.load_for_vote(photo.pk)
             if voter.pk in votes.voter_ids:
                 raise AlreadyVoted("You already voted on this photo; your first vote stands.")
 
-            vote = Vote(photo=photo, voter=voter, age=age, voter_kind=kind)
-            votes.append(None, voter.pk, age, kind, True, None)
+            created = timezone.now()
+            votes.append(None, voter.pk, age, kind, True, created)
             consensus, flags = votes.consensus(rule)
-            vote.kept = flags[-1]
-            vote.save()
-            votes.ids[-1], votes.created[-1], votes.kept[-1] = vote.pk, vote.created_at, vote.kept
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _INSERT_SQL,
+                    [photo.pk, voter.pk, age, kind, flags[-1], connection.ops.adapt_datetimefield_value(created)],
+                )
+                vote_id = cursor.fetchone()[0]
+            vote = Vote(id=vote_id, photo_id=photo.pk, voter_id=voter.pk, age=age, voter_kind=kind, kept=flags[-1], created_at=created)
+            vote._state.adding, vote._state.db = False, connection.alias
+            votes.ids[-1], votes.kept[-1] = vote_id, vote.kept
 
+            statements = []
             if counts_for_consensus(kind):
-                _store_kept_flags(votes, flags, skip_last=True)
-                _store_consensus(photo, consensus)
-            awards = _score(photo, votes, rule, check_from=len(votes.ids) - 1)
+                statements += _kept_flag_statements(votes, flags, skip_last=True)
+                statements.append(_consensus_statement(photo, consensus))
+            awards = _settle(photo, votes, rule, check_from=len(votes.ids) - 1)
+            execute_together(statements + award_statements(awards))
             # Only a dropped vote can push a player over the share: checking then saves a query
             # on the usual (kept) vote.
             if counts_for_consensus(kind) and not already_flagged and not vote.kept:
@@ -291,9 +345,9 @@ def refresh_consensus(photo_id: int) -> Photo:
         photo = Photo.objects.select_for_update().get(pk=photo_id)
         votes = _PhotoVotes.load(photo.pk)
         consensus, flags = votes.consensus(rule)
-        _store_kept_flags(votes, flags)
-        _store_consensus(photo, consensus)
-        _score(photo, votes, rule, check_from=0)
+        statements = _kept_flag_statements(votes, flags)
+        statements.append(_consensus_statement(photo, consensus))
+        execute_together(statements + award_statements(_settle(photo, votes, rule, check_from=0)))
     return photo
 
 
@@ -326,12 +380,33 @@ return {allowed, tostring(wait)}
 """
 
 
+def _redis_bucket():
+    """(cache backend, the Lua bucket registered on its Redis client), or None when the cache is
+    not Redis.
+
+    `django.core.cache.cache` is a proxy (an isinstance check on it is always false), so the
+    backend is looked up in `caches`. Django's Redis cache builds a new client object on every
+    call; the client and its registered script (sent by EVALSHA once loaded) are kept on the
+    backend instance instead (one per thread, like the backend).
+    """
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    script = getattr(backend, "_appareal_vote_bucket", None)
+    if script is None:
+        script = backend._cache.get_client(write=True).register_script(_REDIS_BUCKET)
+        backend._appareal_vote_bucket = script
+    return backend, script
+
+
 def take_vote_token(user_id: int) -> float | None:
     """Takes one vote token for the player: None when allowed, else the seconds to wait."""
     import time
 
     from django.core.cache import cache
-    from django.core.cache.backends.redis import RedisCache
 
     rate = float(settings.APPAREAL["VOTE_RATE_PER_SECOND"])
     burst = float(settings.APPAREAL["VOTE_RATE_BURST"])
@@ -339,11 +414,12 @@ def take_vote_token(user_id: int) -> float | None:
         return None  # rate limit switched off
     name = f"vote-bucket:{user_id}"
     now = time.time()
-    if isinstance(cache, RedisCache):
-        # The Django cache API has no compare-and-set, so the bucket runs as one Lua script.
-        key = cache.make_and_validate_key(name)
-        client = cache._cache.get_client(key, write=True)
-        allowed, wait = client.eval(_REDIS_BUCKET, 1, key, rate, burst, now)
+    redis_bucket = _redis_bucket()
+    if redis_bucket is not None:
+        # The Django cache API has no compare-and-set, so the bucket runs as one Lua script:
+        # atomic across gunicorn workers, one round trip.
+        backend, script = redis_bucket
+        allowed, wait = script(keys=[backend.make_and_validate_key(name)], args=[rate, burst, now])
         return None if int(allowed) else float(wait)
     # Other caches (local memory in development): per process and not atomic, good enough there.
     tokens, last = cache.get(name, (burst, now))
