@@ -7,7 +7,7 @@
 
 Steps: (re)create the database `appareal_bench` (PostgreSQL at 127.0.0.1:5432, user postgres),
 migrate, seed with COPY (bench/bench_game_seed.py), start gunicorn against it and Redis (db 3),
-then from a second process (bench/bench_game_load.py, asyncio + httpx, loopback only):
+then from a second process (bench/bench_game_load.py, asyncio, loopback only):
 votes at 16 and 64 concurrent clients (bounded by count and time), GET /api/photos/next/ and
 GET /api/leaderboard/; stop gunicorn; check votes stored == votes acknowledged; run
 `recompute_consensus --check` and `rebuild_ledger --dry-run --check`. Prints every figure and the
@@ -114,6 +114,8 @@ def main(argv=None):
     parser.add_argument("--read-count", type=int, default=3_000, help="requests per read benchmark (upper bound)")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
     parser.add_argument("--concurrency", default="16,64")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load client (bench_game_load.py)")
+    parser.add_argument("--only", default="", help="comma-separated phases to run: vote, next, leaderboard (default all)")
     parser.add_argument("--skip-checks", action="store_true")
     parser.add_argument("--seed-only", action="store_true", help="(re)create and seed the database, then stop (no lock needed)")
     args = parser.parse_args(argv)
@@ -182,7 +184,8 @@ def main(argv=None):
             nonlocal phase
             phase += 1  # a fresh random sequence per phase: no replay of earlier (player, photo) pairs
             cmd = [PY, "bench/bench_game_load.py", "--seed", str(phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
-                   "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan)]
+                   "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan),
+                   "--client", args.client]
             # CPU spent by the server side (gunicorn workers + their PostgreSQL backends) per request:
             # on a shared machine, throughput depends on what the neighbours run; this does not.
             app_pids, db_pids = group_pids(server.pid), backend_pids(db_url, args.db)
@@ -203,8 +206,9 @@ def main(argv=None):
             say(json.dumps(result))
             return result
 
+        only = set(filter(None, args.only.split(","))) or {"vote", "next", "leaderboard"}
         load("leaderboard", 4, 200)  # warm-up: imports, connections, caches
-        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+        for concurrency in [int(c) for c in args.concurrency.split(",")] if "vote" in only else []:
             before = count_votes(db_url)
             result = load("vote", concurrency, args.vote_count)
             stored = count_votes(db_url) - before
@@ -214,8 +218,9 @@ def main(argv=None):
             results.append(result)
         # Reads: one client alone (the latency of a request) and 16 at once (with queueing).
         for concurrency in (1, 16):
-            results.append(load("next", concurrency, args.read_count // (4 if concurrency == 1 else 1)))
-            results.append(load("leaderboard", concurrency, args.read_count // (4 if concurrency == 1 else 1)))
+            for mode in ("next", "leaderboard"):
+                if mode in only:
+                    results.append(load(mode, concurrency, args.read_count // (4 if concurrency == 1 else 1)))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
@@ -232,12 +237,12 @@ def main(argv=None):
 
     say("\nsummary")
     say(f"machine: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}; gunicorn {args.workers} workers"
-        + (f" x {args.threads} threads" if args.threads > 1 else " (sync)") + f"; database {sizes}")
+        + (f" x {args.threads} threads" if args.threads > 1 else " (sync)") + f"; load client {args.client}; database {sizes}")
     for r in results:
         line = (f"- {r['mode']} @ {r['concurrency']}: {r['requests']} requests in {r['seconds']} s = {r['per_second']}/s, "
                 f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}; "
                 f"server CPU {r['server_cpu_ms_per_request']} ms/request (gunicorn {r['app_cpu_ms_per_request']} "
-                f"+ PostgreSQL {r['db_cpu_ms_per_request']}), "
+                f"+ PostgreSQL {r['db_cpu_ms_per_request']}), load client ({r['client']}) {r['client_cpu_ms_per_request']} ms/request, "
                 f"{r['server_cpu_share']} cores used, load average {r['load_average']}")
         if "stored" in r:
             line += f", acknowledged {r['acknowledged']} / stored {r['stored']}"

@@ -73,6 +73,37 @@ class PlayerWeekTotal(models.Model):
         return f"{self.user_id} week {self.week}: {self.points}"
 
 
+class PointsLevel(models.Model):
+    """How many players have exactly `points` all-time points (points > 0): a players-per-points
+    histogram, so "my rank" = 1 + the players on the levels above mine, a sum over at most a few
+    thousand small rows instead of a count over every player above.
+
+    Kept exact by database triggers on PlayerTotal (migration 0002), so every writer (the vote path,
+    `rebuild_ledger`, the admin, fixtures) updates it in its own transaction; `rebuild_ledger`
+    checks it against the totals.
+    """
+
+    points = models.BigIntegerField(primary_key=True)
+    players = models.IntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.players} player(s) with {self.points}"
+
+
+class WeekPointsLevel(models.Model):
+    """The same histogram per ISO week, kept by triggers on PlayerWeekTotal."""
+
+    week = models.DateField()
+    points = models.BigIntegerField()
+    players = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["week", "points"], name="one_level_per_week_points")]
+
+    def __str__(self):
+        return f"week {self.week}: {self.players} player(s) with {self.points}"
+
+
 class FriendRequestStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     ACCEPTED = "accepted", "Accepted"

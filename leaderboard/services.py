@@ -17,7 +17,17 @@ from django.utils import timezone
 
 from labeling.models import Photo, PhotoSource, PlayerKind, PlayerProfile
 
-from .models import AwardReason, FriendRequest, FriendRequestStatus, Friendship, PlayerTotal, PlayerWeekTotal, PointsAward
+from .models import (
+    AwardReason,
+    FriendRequest,
+    FriendRequestStatus,
+    Friendship,
+    PlayerTotal,
+    PlayerWeekTotal,
+    PointsAward,
+    PointsLevel,
+    WeekPointsLevel,
+)
 
 EARNING_KINDS = frozenset({PlayerKind.HUMAN, PlayerKind.MODEL})
 
@@ -295,11 +305,12 @@ class LedgerReport:
     changed: int = 0  # same vote/upload, different points, player or date
     totals_differ: int = 0  # all-time total rows that disagree with the ledger
     week_totals_differ: int = 0
+    levels_differ: int = 0  # players-per-points rows (both histograms) that disagree with the totals
     examples: list[str] = field(default_factory=list)
 
     @property
     def differences(self) -> int:
-        return self.missing + self.extra + self.changed + self.totals_differ + self.week_totals_differ
+        return self.missing + self.extra + self.changed + self.totals_differ + self.week_totals_differ + self.levels_differ
 
     def note(self, text: str) -> None:
         if len(self.examples) < 20:
@@ -399,6 +410,7 @@ def rebuild_ledger(*, apply: bool = True, chunk: int = 2000) -> LedgerReport:
                 PointsAward.objects.filter(pk__in=stale).delete()
                 PointsAward.objects.bulk_create([PointsAward(**dict(zip(AWARD_FIELDS, row))) for row in fresh], batch_size=5000)
     _compare_totals(report, apply=apply)
+    _compare_levels(report, apply=apply)
     return report
 
 
@@ -426,3 +438,26 @@ def _compare_totals(report: LedgerReport, *, apply: bool) -> None:
                         model.objects.update_or_create(**lookup, defaults={"points": want[key]})
                     else:
                         model.objects.filter(**lookup).delete()
+
+
+def _compare_levels(report: LedgerReport, *, apply: bool) -> None:
+    """The players-per-points histograms against the totals (the triggers keep them; this checks)."""
+    from django.db.models import Count
+
+    for total_model, level_model, keys in (
+        (PlayerTotal, PointsLevel, ("points",)),
+        (PlayerWeekTotal, WeekPointsLevel, ("week", "points")),
+    ):
+        want = {
+            tuple(row[k] for k in keys): row["n"]
+            for row in total_model.objects.filter(points__gt=0).values(*keys).annotate(n=Count("pk")).order_by()
+        }
+        have = {tuple(row[k] for k in keys): row["players"] for row in level_model.objects.values(*keys, "players")}
+        wrong = {key for key in want.keys() | have.keys() if want.get(key, 0) != have.get(key, 0)}
+        report.levels_differ += len(wrong)
+        for key in sorted(wrong, key=str)[:5]:
+            report.note(f"{level_model.__name__} {key}: stored {have.get(key, 0)} player(s), totals say {want.get(key, 0)}")
+        if apply and wrong:
+            with transaction.atomic():
+                for key in wrong:
+                    level_model.objects.update_or_create(**dict(zip(keys, key)), defaults={"players": want.get(key, 0)})

@@ -88,8 +88,9 @@ class LeaderboardView(APIView):
     def get(self, request):
         query = BoardQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        board = selectors.leaderboard(request.user, **query.validated_data)
-        return Response(BoardSerializer(board).data)
+        # The selector already returns the documented shape in plain types (BoardSerializer
+        # documents it); passing it through the serializer cost a third of the request's CPU.
+        return Response(selectors.leaderboard(request.user, **query.validated_data))
 
 
 class FriendsView(APIView):

@@ -11,12 +11,17 @@ index probe on the (photo, voter) unique index; among the candidates the widest 
 wins. No ORDER BY random(), no list of ids: a few index range scans per request. A level the
 player has exhausted costs one more scan and a MIN(n_kept) probe for the next level; after
 MAX_LEVEL_STEPS levels we fall back to one ordered scan over the rest.
+
+The usual case (the lowest level still has photos for the player) is one fixed SQL statement:
+the MIN(n_kept) probe, the scan from r and the wrapped scan below r, in that order, stopping at
+CANDIDATES rows. Composing it with the ORM cost more CPU than PostgreSQL spends running it.
 """
 from __future__ import annotations
 
 import math
 import random
 
+from django.db import connection
 from django.db.models import Exists, Min, OuterRef, Q
 
 from labeling.models import Photo, PhotoStatus, Vote
@@ -42,10 +47,40 @@ def _widest_se(candidates: list[Photo]) -> Photo | None:
     return max(candidates, key=lambda p: math.inf if p.apparent_age_se is None or p.n_kept < 2 else p.apparent_age_se)
 
 
+_CARD_FIELDS = ("id", "face_image", "n_votes", "n_kept", "apparent_age", "apparent_age_se", "shuffle_key", "owner_id")
+# In model field order, as Model.from_db wants them.
+_CARD_COLUMNS = [f.attname for f in Photo._meta.concrete_fields if f.attname in _CARD_FIELDS]
+
+
 def _fields(queryset):
-    return queryset.only(
-        "id", "face_image", "n_votes", "n_kept", "apparent_age", "apparent_age_se", "shuffle_key", "owner_id"
+    return queryset.only(*_CARD_FIELDS)
+
+
+def _lowest_level_sql() -> str:
+    photo, vote = Photo._meta.db_table, Vote._meta.db_table
+    columns = ", ".join("p." + c for c in _CARD_COLUMNS)
+    open_to = (
+        f"FROM {photo} p, lowest WHERE p.status = %s AND p.n_kept = lowest.n AND p.owner_id <> %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {vote} v WHERE v.photo_id = p.id AND v.voter_id = %s)"
     )
+    return (
+        f"WITH lowest AS (SELECT MIN(n_kept) AS n FROM {photo} WHERE status = %s) "
+        f"SELECT * FROM (SELECT {columns} {open_to} AND p.shuffle_key >= %s ORDER BY p.shuffle_key LIMIT {CANDIDATES}) a "
+        f"UNION ALL "
+        f"SELECT * FROM (SELECT {columns} {open_to} AND p.shuffle_key < %s ORDER BY p.shuffle_key LIMIT {CANDIDATES}) b "
+        f"LIMIT {CANDIDATES}"
+    )
+
+
+_LOWEST_LEVEL_SQL = _lowest_level_sql()
+
+
+def _candidates_at_lowest_level(user, start: float) -> list[Photo]:
+    active = PhotoStatus.ACTIVE
+    with connection.cursor() as cursor:
+        cursor.execute(_LOWEST_LEVEL_SQL, [active, active, user.pk, user.pk, start, active, user.pk, user.pk, start])
+        rows = cursor.fetchall()
+    return [Photo.from_db(connection.alias, _CARD_COLUMNS, row) for row in rows]
 
 
 def _candidates_at_level(user, level: int, start: float) -> list[Photo]:
@@ -58,12 +93,17 @@ def _candidates_at_level(user, level: int, start: float) -> list[Photo]:
 
 def next_photo_for(user, rng: random.Random | None = None) -> Photo | None:
     rng = rng or random.Random()
+    start = rng.random()
+    photo = _widest_se(_candidates_at_lowest_level(user, start))
+    if photo is not None:
+        return photo
+    # Nothing left for the player at the lowest level (or no photos at all): walk up the levels.
     active = Photo.objects.filter(status=PhotoStatus.ACTIVE).order_by()
     level = active.aggregate(level=Min("n_kept"))["level"]
     for _ in range(MAX_LEVEL_STEPS):
         if level is None:
             return None
-        photo = _widest_se(_candidates_at_level(user, level, rng.random()))
+        photo = _widest_se(_candidates_at_level(user, level, start))
         if photo is not None:
             return photo
         level = active.filter(n_kept__gt=level).aggregate(level=Min("n_kept"))["level"]

@@ -3,7 +3,7 @@ import pytest
 from django.urls import reverse
 
 from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
-from labeling.services.votes import AlreadyVoted, OwnPhoto, PhotoNotFound, cast_vote, refresh_consensus
+from labeling.services.votes import AlreadyVoted, OwnPhoto, PhotoNotFound, cast_vote, refresh_consensus, take_vote_token
 from leaderboard.models import PlayerTotal, PlayerWeekTotal, PointsAward
 from tests.factories import make_photo, make_user
 
@@ -281,3 +281,19 @@ def test_rate_limit_gives_429_with_message(api_client, settings):
     assert Vote.objects.count() == 3
     # another player has their own bucket
     assert logged_in(api_client, make_user()).post(votes_url(photos[4].pk), {"age": 30}, format="json").status_code == 201
+
+
+def test_rate_limit_bucket_is_the_shared_redis_script_when_redis_is_configured(settings):
+    """With REDIS_URL the bucket must be the atomic Lua script shared by all workers (a hash in
+    Redis), not the per-process get/set fallback."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        pytest.skip("REDIS_URL is not set: the development cache keeps a per-process bucket")
+    settings.APPAREAL = {**settings.APPAREAL, "VOTE_RATE_PER_SECOND": 1, "VOTE_RATE_BURST": 10}
+    player = make_user()
+    assert take_vote_token(player.pk) is None
+    key = backend.make_and_validate_key(f"vote-bucket:{player.pk}")
+    assert backend._cache.get_client(key).type(key) == b"hash"

@@ -1,4 +1,5 @@
-"""Rebuild the points ledger and the totals from votes and uploads, reporting every difference.
+"""Rebuild the points ledger and the totals from votes and uploads, reporting every difference
+(and check the players-per-points levels that ranks are read from against the totals).
 
     manage.py rebuild_ledger              # rebuild: report and repair
     manage.py rebuild_ledger --dry-run    # report only
@@ -27,6 +28,7 @@ class Command(BaseCommand):
             f"checked {report.photos} photos, {report.awards_expected} awards: "
             f"{report.missing} missing, {report.extra} extra, {report.changed} changed; "
             f"totals differing: {report.totals_differ} all-time, {report.week_totals_differ} weekly; "
+            f"points levels differing: {report.levels_differ}; "
             f"{report.differences} difference(s)" + ("" if dry_run or not report.differences else " (repaired)")
         )
         if check and report.differences:
