@@ -5,6 +5,8 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
+from appareal_site import db
+
 
 class LeanTokenAuthentication(TokenAuthentication):
     """DRF's token authentication with the lookup as one fixed SQL statement.
@@ -30,11 +32,10 @@ class LeanTokenAuthentication(TokenAuthentication):
         return cls._query
 
     def authenticate_credentials(self, key):
-        with connection.cursor() as cursor:
-            cursor.execute(self._sql(), [key])
-            row = cursor.fetchone()
-        if row is None:
+        rows = db.fetch(self._sql(), [key])
+        if not rows:
             raise AuthenticationFailed("Invalid token.")
+        row = rows[0]
         user = get_user_model().from_db(connection.alias, self._user_fields, row)
         if not user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")

@@ -117,12 +117,16 @@ def main(argv=None):
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load client (bench_game_load.py)")
     parser.add_argument("--only", default="", help="comma-separated phases to run: vote, next, leaderboard (default all)")
     parser.add_argument("--skip-checks", action="store_true")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="base of the load clients' random sequences (default: from the clock, so a rerun on the "
+                             "same database does not replay (player, photo) pairs already voted)")
     parser.add_argument("--seed-only", action="store_true", help="(re)create and seed the database, then stop (no lock needed)")
     args = parser.parse_args(argv)
     if args.quick:
         args.players, args.photos, args.votes = args.players // 10, args.photos // 10, args.votes // 10
 
     db_url = f"{PG}/{args.db}"
+    seed_base = args.seed if args.seed is not None else int(time.time()) % 1_000_000 * 100
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -137,7 +141,7 @@ def main(argv=None):
     }
     env.pop("CELERY_BROKER_URL", None)
     say(f"machine: {os.cpu_count()} cores ({cpu_model()}), load average {os.getloadavg()[0]:.1f} at start; "
-        f"Python {platform.python_version()}")
+        f"Python {platform.python_version()}; load seeds from {seed_base}")
     t_total = time.perf_counter()
 
     seeded = False
@@ -183,7 +187,7 @@ def main(argv=None):
         def load(mode: str, concurrency: int, count: int) -> dict:
             nonlocal phase
             phase += 1  # a fresh random sequence per phase: no replay of earlier (player, photo) pairs
-            cmd = [PY, "bench/bench_game_load.py", "--seed", str(phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
+            cmd = [PY, "bench/bench_game_load.py", "--seed", str(seed_base + phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
                    "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan),
                    "--client", args.client]
             # CPU spent by the server side (gunicorn workers + their PostgreSQL backends) per request:

@@ -15,7 +15,8 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+
+from appareal_site import db
 from django.db.models import Avg, Count, ExpressionWrapper, F, FloatField, Sum
 from django.db.models.functions import Abs
 from django.utils import timezone
@@ -104,17 +105,11 @@ def _board_sql(period: str) -> dict[str, str]:
 _BOARD_SQL = {period: _board_sql(period) for period in PERIODS}
 
 
-def _fetch(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def _global_board(user, period: str, size: int) -> dict:
     sql, week = _BOARD_SQL[period], ([current_week()] if period == "week" else [])
-    results = _ranked(_fetch(sql["top"], week + [size]), user.pk)
+    results = _ranked(db.fetch(sql["top"], week + [size]), user.pk)
     me = None
-    kind, points, above = _fetch(sql["me"], week + week + [user.pk])[0]
+    kind, points, above = db.fetch(sql["me"], week + week + [user.pk])[0]
     if (kind or PlayerKind.HUMAN) in EARNING_KINDS:
         mine = next((r for r in results if r["is_me"]), None)
         if mine is not None:
@@ -131,7 +126,7 @@ def friend_ids(user) -> list[int]:
 def _friends_board(user, period: str, size: int) -> dict:
     """Me and my friends who earn points; a small set, ranked in Python. Zero points included."""
     week = [current_week()] if period == "week" else []
-    rows = _fetch(_BOARD_SQL[period]["friends"], week + [user.pk, user.pk, *_NON_PLAYERS])
+    rows = db.fetch(_BOARD_SQL[period]["friends"], week + [user.pk, user.pk, *_NON_PLAYERS])
     ranked = _ranked(sorted(rows, key=lambda r: (-r[2], r[0])), user.pk)
     mine = next((r for r in ranked if r["is_me"]), None)
     me = {"rank": mine["rank"], "points": mine["points"]} if mine else None

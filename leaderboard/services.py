@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from appareal_site import db
 from labeling.models import Photo, PhotoSource, PlayerKind, PlayerProfile
 
 from .models import (
@@ -103,17 +104,14 @@ def execute_together(statements: list[tuple[str, list]]) -> None:
     PostgreSQL runs every data-modifying WITH clause exactly once, referenced or not, so n
     statements become `WITH w0 AS (...), ... INSERT/UPDATE ...`: one round trip instead of n on the
     hot path of every vote. Other databases (SQLite in development) run them one by one. The
-    statements must not touch the same row twice (a single statement sees one snapshot).
+    statements must not touch the same row twice (a single statement sees one snapshot). Prepared
+    (appareal_site.db): a vote's statement has only a few shapes (number of awards, flag changes).
     """
-    if not statements:
-        return
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(statements) > 1:
-            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
-            cursor.execute(f"WITH {ctes} {statements[-1][0]}", [p for _, params in statements for p in params])
-        else:
-            for sql, params in statements:
-                cursor.execute(sql, params)
+    if connection.vendor == "postgresql" and len(statements) > 1:
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+        statements = [(f"WITH {ctes} {statements[-1][0]}", [p for _, params in statements for p in params])]
+    for sql, params in statements:
+        db.execute(sql, params)
 
 
 def record_awards(awards: list[PointsAward]) -> list[PointsAward]:

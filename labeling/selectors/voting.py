@@ -22,6 +22,8 @@ import math
 import random
 
 from django.db import connection
+
+from appareal_site import db
 from django.db.models import Exists, Min, OuterRef, Q
 
 from labeling.models import Photo, PhotoStatus, Vote
@@ -77,9 +79,7 @@ _LOWEST_LEVEL_SQL = _lowest_level_sql()
 
 def _candidates_at_lowest_level(user, start: float) -> list[Photo]:
     active = PhotoStatus.ACTIVE
-    with connection.cursor() as cursor:
-        cursor.execute(_LOWEST_LEVEL_SQL, [active, active, user.pk, user.pk, start, active, user.pk, user.pk, start])
-        rows = cursor.fetchall()
+    rows = db.fetch(_LOWEST_LEVEL_SQL, [active, active, user.pk, user.pk, start, active, user.pk, user.pk, start])
     return [Photo.from_db(connection.alias, _CARD_COLUMNS, row) for row in rows]
 
 

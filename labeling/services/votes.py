@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+
+from appareal_site import db
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -129,12 +131,10 @@ class _PhotoVotes:
         and no creation times. A new vote only ever completes scores at its own position
         (`check_from` = its position), so the award dates come from the new vote alone."""
         loaded = cls([], [], [], [], [], [], set())
-        with connection.cursor() as cursor:
-            cursor.execute(_VOTES_SQL, [photo_id])
-            for vote_id, voter_id, age, kind, kept, awarded in cursor.fetchall():
-                loaded.append(vote_id, voter_id, age, kind, bool(kept), None)
-                if awarded:
-                    loaded.awarded.add(vote_id)
+        for vote_id, voter_id, age, kind, kept, awarded in db.fetch(_VOTES_SQL, [photo_id]):
+            loaded.append(vote_id, voter_id, age, kind, bool(kept), None)
+            if awarded:
+                loaded.awarded.add(vote_id)
         return loaded
 
     def append(self, vote_id, voter_id, age, kind, kept, created):
@@ -217,9 +217,7 @@ def _flag_if_outlier(voter_id: int) -> None:
     """Flags a player for staff when most of their recent votes are dropped by the outlier rule."""
     window = int(settings.APPAREAL["OUTLIER_FLAG_WINDOW"])
     share = float(settings.APPAREAL["OUTLIER_FLAG_SHARE"])
-    with connection.cursor() as cursor:
-        cursor.execute(_RECENT_KEPT_SQL, [voter_id, window])
-        recent = [kept for (kept,) in cursor.fetchall()]
+    recent = [kept for (kept,) in db.fetch(_RECENT_KEPT_SQL, [voter_id, window])]
     if len(recent) < window:
         return
     dropped = sum(1 for kept in recent if not kept)
@@ -260,11 +258,10 @@ def _lock_photo(voter_id: int, photo_id: int):
     if not 0 < photo_id < 2**63:  # beyond a bigint: no such photo (and no driver overflow error)
         return None
     sql = _LOCK_SQL + (" FOR UPDATE OF p" if connection.features.has_select_for_update_of else "")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [voter_id, photo_id, PhotoStatus.ACTIVE])
-        row = cursor.fetchone()
-    if row is None:
+    rows = db.fetch(sql, [voter_id, photo_id, PhotoStatus.ACTIVE])
+    if not rows:
         return None
+    row = rows[0]
     n = len(_LOCKED_FIELDS)
     return Photo.from_db(connection.alias, _LOCKED_FIELDS, row[:n]), row[n], bool(row[n + 1])
 
@@ -296,12 +293,9 @@ def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
             created = timezone.now()
             votes.append(None, voter.pk, age, kind, True, created)
             consensus, flags = votes.consensus(rule)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _INSERT_SQL,
-                    [photo.pk, voter.pk, age, kind, flags[-1], connection.ops.adapt_datetimefield_value(created)],
-                )
-                vote_id = cursor.fetchone()[0]
+            vote_id = db.fetch(
+                _INSERT_SQL, [photo.pk, voter.pk, age, kind, flags[-1], connection.ops.adapt_datetimefield_value(created)]
+            )[0][0]
             vote = Vote(id=vote_id, photo_id=photo.pk, voter_id=voter.pk, age=age, voter_kind=kind, kept=flags[-1], created_at=created)
             vote._state.adding, vote._state.db = False, connection.alias
             votes.ids[-1], votes.kept[-1] = vote_id, vote.kept
