@@ -45,24 +45,48 @@ def player_kind(user_id: int) -> str:
     return kind or PlayerKind.HUMAN
 
 
-def _totals_statements(awards: Iterable[PointsAward]) -> list[tuple[str, list]]:
-    """Upserts adding awards to the running totals (atomic increments, no read-modify-write).
-
-    Rows are touched in user order so that concurrent transactions awarding overlapping players
-    take the row locks in the same order and cannot deadlock.
-    """
+def _totals_by_row(awards: Iterable[PointsAward]) -> tuple[list[tuple[int, int]], list[tuple[tuple[int, dt.date], int]]]:
+    """The points each all-time row (user) and weekly row (user, week) gains, in key order."""
     all_time: dict[int, int] = defaultdict(int)
     weekly: dict[tuple[int, dt.date], int] = defaultdict(int)
     for award in awards:
         all_time[award.user_id] += award.points
         weekly[(award.user_id, award.week)] += award.points
-    if not all_time:
+    return sorted(all_time.items()), sorted(weekly.items())
+
+
+def _totals_statements(awards: Iterable[PointsAward], *, ensure: bool = False) -> list[tuple[str, list]]:
+    """Upserts adding awards to the running totals (atomic increments, no read-modify-write).
+
+    Rows are touched in user order so that concurrent transactions awarding overlapping players
+    take the row locks in the same order and cannot deadlock.
+
+    With `ensure`: the statements that create the rows missing so far, with 0 points (`INSERT ...
+    ON CONFLICT DO NOTHING`). They run first, in a statement of their own, so that the increments
+    only ever update rows: a statement that both inserted and updated totals would fire the
+    levels' INSERT and UPDATE triggers one after the other, each locking its levels in points
+    order, and two such transactions can take the same two levels in opposite orders (a deadlock
+    seen under 64 concurrent voters). A 0-point row is no level, so creating it locks no level.
+    """
+    rows, weeks = _totals_by_row(awards)
+    if not rows:
         return []
     total_table = PlayerTotal._meta.db_table
     week_table = PlayerWeekTotal._meta.db_table
     adapt = connection.ops.adapt_datefield_value
-    rows = sorted(all_time.items())
-    weeks = sorted(weekly.items())
+    if ensure:
+        return [
+            (
+                f"INSERT INTO {total_table} (user_id, points) VALUES {', '.join(['(%s, 0)'] * len(rows))} "
+                "ON CONFLICT (user_id) DO NOTHING",
+                [user_id for user_id, _ in rows],
+            ),
+            (
+                f"INSERT INTO {week_table} (user_id, week, points) VALUES {', '.join(['(%s, %s, 0)'] * len(weeks))} "
+                "ON CONFLICT (user_id, week) DO NOTHING",
+                [value for (user_id, week), _ in weeks for value in (user_id, adapt(week))],
+            ),
+        ]
     return [
         (
             f"INSERT INTO {total_table} (user_id, points) VALUES {', '.join(['(%s, %s)'] * len(rows))} "
@@ -91,31 +115,43 @@ def _awards_statement(awards: list[PointsAward]) -> tuple[str, list]:
     )
 
 
+def ensure_totals_statements(awards: list[PointsAward]) -> list[tuple[str, list]]:
+    """Run before `award_statements`, in an earlier statement: see `_totals_statements`."""
+    return _totals_statements(awards, ensure=True)
+
+
 def award_statements(awards: list[PointsAward]) -> list[tuple[str, list]]:
-    """The statements that store new ledger rows and add them to the totals (empty for no awards)."""
+    """The statements that store new ledger rows and add them to the totals (empty for no awards).
+    The totals rows must exist already (`ensure_totals_statements`, in an earlier statement)."""
     if not awards:
         return []
     return [_awards_statement(awards), *_totals_statements(awards)]
 
 
-def execute_together(statements: list[tuple[str, list]]) -> None:
-    """Runs data-modifying statements that return nothing, in one round trip on PostgreSQL.
+def combine(statements: list[tuple[str, list]]) -> tuple[str, list]:
+    """PostgreSQL: n statements as one, `WITH w0 AS (...), ... <last statement>`; the result is the
+    last statement's (e.g. its RETURNING). PostgreSQL runs every data-modifying WITH clause exactly
+    once, referenced or not; all see one snapshot, so they must not touch the same row twice."""
+    if len(statements) == 1:
+        return statements[0]
+    ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+    return f"WITH {ctes} {statements[-1][0]}", [p for _, params in statements for p in params]
 
-    PostgreSQL runs every data-modifying WITH clause exactly once, referenced or not, so n
-    statements become `WITH w0 AS (...), ... INSERT/UPDATE ...`: one round trip instead of n on the
-    hot path of every vote. Other databases (SQLite in development) run them one by one. The
-    statements must not touch the same row twice (a single statement sees one snapshot). Prepared
-    (appareal_site.db): a vote's statement has only a few shapes (number of awards, flag changes).
-    """
+
+def execute_together(statements: list[tuple[str, list]]) -> None:
+    """Runs data-modifying statements that return nothing, in one round trip on PostgreSQL
+    (`combine`): one round trip instead of n on the hot path of every vote. Other databases
+    (SQLite in development) run them one by one. Prepared (appareal_site.db): a vote's statement
+    has only a few shapes (number of awards, flag changes)."""
     if connection.vendor == "postgresql" and len(statements) > 1:
-        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
-        statements = [(f"WITH {ctes} {statements[-1][0]}", [p for _, params in statements for p in params])]
+        statements = [combine(statements)]
     for sql, params in statements:
         db.execute(sql, params)
 
 
 def record_awards(awards: list[PointsAward]) -> list[PointsAward]:
     """Stores new ledger rows and adds them to the totals. Call inside the transaction that earned them."""
+    execute_together(ensure_totals_statements(awards))
     execute_together(award_statements(awards))
     return awards
 

@@ -32,7 +32,14 @@ from labeling.consensus import Consensus, ConsensusRule, compute_consensus
 from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
 from labeling.scoring import ScoringVote, settle_scores, votes_still_needed
 from leaderboard.models import PointsAward
-from leaderboard.services import EARNING_KINDS, award_statements, execute_together, record_awards, vote_award
+from leaderboard.services import (
+    EARNING_KINDS,
+    award_statements,
+    combine,
+    ensure_totals_statements,
+    execute_together,
+    vote_award,
+)
 
 MIN_AGE, MAX_AGE = 0, 100
 
@@ -272,8 +279,9 @@ def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
     One transaction under the photo's row lock. Raises InvalidAge (400), OwnPhoto (403),
     PhotoNotFound (404: missing, hidden or deleted) or AlreadyVoted (409); nothing is written then.
 
-    Statements: the row lock (with the voter's kind), the photo's votes, the INSERT, and one
-    statement for everything else (consensus cache, changed kept flags, ledger rows and totals).
+    Statements: the row lock (with the voter's kind), the photo's votes, the INSERT (with the
+    totals rows it will add to, when missing), and one statement for everything else (consensus
+    cache, changed kept flags, ledger rows and totals).
     """
     age = validate_age(age)
     rule = consensus_rule()
@@ -293,18 +301,30 @@ def cast_vote(*, voter, photo_id: int, age: int) -> VoteOutcome:
             created = timezone.now()
             votes.append(None, voter.pk, age, kind, True, created)
             consensus, flags = votes.consensus(rule)
-            vote_id = db.fetch(
+            # Scored before the INSERT (the new vote's id is None until then, filled in below), so
+            # that the missing totals rows are created in the INSERT's own statement.
+            awards = _settle(photo, votes, rule, check_from=len(votes.ids) - 1)
+            ensure = ensure_totals_statements(awards)
+            insert = (
                 _INSERT_SQL, [photo.pk, voter.pk, age, kind, flags[-1], connection.ops.adapt_datetimefield_value(created)]
-            )[0][0]
+            )
+            if connection.vendor == "postgresql":
+                vote_id = db.fetch(*combine([*ensure, insert]))[0][0]
+            else:
+                execute_together(ensure)
+                vote_id = db.fetch(*insert)[0][0]
             vote = Vote(id=vote_id, photo_id=photo.pk, voter_id=voter.pk, age=age, voter_kind=kind, kept=flags[-1], created_at=created)
             vote._state.adding, vote._state.db = False, connection.alias
             votes.ids[-1], votes.kept[-1] = vote_id, vote.kept
+            for award in awards:
+                if award.vote_id is None:
+                    award.vote_id = vote_id
+            votes.awarded = {vote_id if a is None else a for a in votes.awarded}
 
             statements = []
             if counts_for_consensus(kind):
                 statements += _kept_flag_statements(votes, flags, skip_last=True)
                 statements.append(_consensus_statement(photo, consensus))
-            awards = _settle(photo, votes, rule, check_from=len(votes.ids) - 1)
             execute_together(statements + award_statements(awards))
             # Only a dropped vote can push a player over the share: checking then saves a query
             # on the usual (kept) vote.
@@ -341,7 +361,9 @@ def refresh_consensus(photo_id: int) -> Photo:
         consensus, flags = votes.consensus(rule)
         statements = _kept_flag_statements(votes, flags)
         statements.append(_consensus_statement(photo, consensus))
-        execute_together(statements + award_statements(_settle(photo, votes, rule, check_from=0)))
+        awards = _settle(photo, votes, rule, check_from=0)
+        execute_together(ensure_totals_statements(awards))
+        execute_together(statements + award_statements(awards))
     return photo
 
 
