@@ -8,7 +8,7 @@ connection and transaction, prepared once per connection. Errors are Django's (I
 Other databases, and any run that logs queries (DEBUG, CaptureQueriesContext), go through Django's
 cursor instead, so nothing is hidden from the query log.
 """
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 
 def fetch(sql: str, params=()) -> list[tuple]:
@@ -20,6 +20,7 @@ def execute(sql: str, params=()) -> None:
 
 
 def _run(sql: str, params, *, rows: bool):
+    connection = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy: fewer lookups
     if connection.vendor != "postgresql" or connection.queries_logged:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -78,6 +78,16 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def backends_started_since(db_url: str, db: str, since: float) -> tuple[int, int]:
+    """(backends of the app now, how many of them connected after `since`): persistent connections
+    (DB_CONN_MAX_AGE) show as 0 new backends per phase."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE backend_start > to_timestamp(%s)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (since, db)).fetchone()
+    return row[0], row[1]
+
+
 def backend_pids(db_url: str, db: str) -> list[int]:
     with psycopg.connect(db_url) as conn:
         return [r[0] for r in conn.execute(
@@ -107,11 +117,12 @@ def main(argv=None):
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="10x smaller database")
     parser.add_argument("--reuse", action="store_true", help="keep an already seeded database")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread when > 1)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="gunicorn threads per worker (gthread, keep-alive, when > 1; 1 = sync workers)")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--vote-count", type=int, default=15_000, help="votes per concurrency level (upper bound)")
-    parser.add_argument("--read-count", type=int, default=3_000, help="requests per read benchmark (upper bound)")
+    parser.add_argument("--vote-count", type=int, default=25_000, help="votes per concurrency level (upper bound)")
+    parser.add_argument("--read-count", type=int, default=12_000, help="requests per read benchmark (upper bound)")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
     parser.add_argument("--concurrency", default="16,64")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load client (bench_game_load.py)")
@@ -194,7 +205,7 @@ def main(argv=None):
             # on a shared machine, throughput depends on what the neighbours run; this does not.
             app_pids, db_pids = group_pids(server.pid), backend_pids(db_url, args.db)
             app_before, db_before = cpu_seconds(app_pids), cpu_seconds(db_pids)
-            load_before = os.getloadavg()[0]
+            load_before, started = os.getloadavg()[0], time.time()
             out = run(cmd, env, capture_output=True).stdout
             app_pids = set(app_pids) | set(group_pids(server.pid))
             db_pids = set(db_pids) | set(backend_pids(db_url, args.db))
@@ -207,6 +218,7 @@ def main(argv=None):
             result["db_cpu_ms_per_request"] = round(1000 * db_cpu / requests, 2)
             result["server_cpu_share"] = round(cpu / max(1e-9, result["seconds"]), 2)
             result["load_average"] = round((load_before + os.getloadavg()[0]) / 2, 1)
+            result["backends"], result["new_backends"] = backends_started_since(db_url, args.db, started)
             say(json.dumps(result))
             return result
 
@@ -247,7 +259,8 @@ def main(argv=None):
                 f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}; "
                 f"server CPU {r['server_cpu_ms_per_request']} ms/request (gunicorn {r['app_cpu_ms_per_request']} "
                 f"+ PostgreSQL {r['db_cpu_ms_per_request']}), load client ({r['client']}) {r['client_cpu_ms_per_request']} ms/request, "
-                f"{r['server_cpu_share']} cores used, load average {r['load_average']}")
+                f"{r['server_cpu_share']} cores used, load average {r['load_average']}; "
+                f"{r['backends']} PostgreSQL connections, {r['new_backends']} opened during the phase")
         if "stored" in r:
             line += f", acknowledged {r['acknowledged']} / stored {r['stored']}"
         say(line)
