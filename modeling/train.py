@@ -69,6 +69,7 @@ class TrainConfig:
     ema_decay: float = 0.0                # >0 (e.g. 0.998): exponential moving average of the weights,
                                           # updated every step; validation, early stopping and the
                                           # saved model use the averaged weights
+    log_raw_valid: bool = False           # with ema_decay: also log the raw weights' valid MAE each epoch
     seed: int = 0
     max_minutes: float | None = None      # wall-clock budget of the whole run
     patience: int = 5                     # early stopping: epochs without valid improvement
@@ -345,7 +346,7 @@ def _metrics(pred: np.ndarray, true: np.ndarray) -> dict:
 def _config_key(cfg: TrainConfig) -> dict:
     skip = {"out", "device", "threads", "resume", "progress_bar", "max_minutes", "epochs", "cache_dir",
             "prepare_only", "prepare_splits",
-            "skip_bad", "eval_test", "patience"}
+            "skip_bad", "eval_test", "patience", "log_raw_valid"}
     return {k: v for k, v in cfg.to_dict().items() if k not in skip}
 
 
@@ -497,8 +498,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         return TrainResult(model_path="", status="prepared", epochs_run=0, best_epoch=-1,
                            device=str(device))
 
-    def evaluate(split):
-        with ema.swapped_in(net) if ema is not None else contextlib.nullcontext():
+    def evaluate(split, raw=False):
+        with ema.swapped_in(net) if ema is not None and not raw else contextlib.nullcontext():
             return _evaluate(split)
 
     def _evaluate(split):
@@ -609,6 +610,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
                "valid_mae": vm["mae"], "valid_cs5": vm["cs5"], "best_valid_mae": best,
                "lr": opt.param_groups[0]["lr"], "images_per_s": images_seen / max(1e-9, train_time),
                "elapsed_s": budget.elapsed(), "partial": stop_now}
+        if ema is not None and cfg.log_raw_valid:
+            rec["valid_mae_raw"] = evaluate("valid", raw=True)[0]["mae"]
         _emit(cfg.out, rec, on_progress)
         print(json.dumps(rec), flush=True)
         torch.save({"config_key": _config_key(cfg), "model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -689,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=defaults.dropout)
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
                    help="exponential moving average of the weights (e.g. 0.998); 0 = off")
+    p.add_argument("--log-raw-valid", action="store_true",
+                   help="with --ema-decay: also log the valid MAE of the raw (not averaged) weights")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the whole run")
     p.add_argument("--patience", type=int, default=defaults.patience)

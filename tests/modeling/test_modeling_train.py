@@ -213,8 +213,10 @@ def test_weight_average(tmp_path):
     common.pop("epochs")
     out = str(tmp_path / "ema")
     train(TrainConfig(data=data, out=out, epochs=1, **common))
-    r = train(TrainConfig(data=data, out=out, epochs=2, **common))
+    r = train(TrainConfig(data=data, out=out, epochs=2, log_raw_valid=True, **common))
     assert r.status == "finished" and r.epochs_run == 2
+    epochs = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
+    assert "valid_mae_raw" in [e for e in epochs if e["event"] == "epoch"][-1]
     ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert ckpt["ema"] is not None and ckpt["epoch"] == 2
     saved = load_model_file(r.model_path)["tensors"]
