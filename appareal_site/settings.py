@@ -143,6 +143,7 @@ ACCOUNT_RATE_LIMITS = {
 }
 SOCIALACCOUNT_ONLY = False
 SOCIALACCOUNT_QUERY_EMAIL = True
+SOCIALACCOUNT_STORE_TOKENS = True  # the Facebook token lists friends who play here (friend suggestions)
 LOGIN_REDIRECT_URL = "home"
 LOGIN_URL = "account_login"
 

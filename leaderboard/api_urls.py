@@ -6,6 +6,7 @@ from . import views
 urlpatterns = [
     path("leaderboard/", views.LeaderboardView.as_view(), name="api-leaderboard"),
     path("friends/", views.FriendsView.as_view(), name="api-friends"),
+    path("friends/suggestions/", views.FriendSuggestionsView.as_view(), name="api-friend-suggestions"),
     path("friends/<id:user_id>/", views.FriendView.as_view(), name="api-friend"),
     path("friends/requests/", views.FriendRequestsView.as_view(), name="api-friend-requests"),
     path(

@@ -157,6 +157,46 @@ def friends_with_points(user) -> list[dict]:
     ]
 
 
+SUGGESTIONS_CACHE_SECONDS = 3600
+SUGGESTIONS_LIMIT = 20
+
+
+def social_friend_suggestions(user, *, limit: int = SUGGESTIONS_LIMIT) -> list[dict]:
+    """Players who are the user's Facebook friends (social login) and not yet friends here, nor
+    asked either way: `[{id, username}]`, by username. Empty without a Facebook login and token.
+    The friend list is fetched from Facebook at most once an hour per player (cached)."""
+    from allauth.socialaccount.models import SocialAccount, SocialToken
+    from django.core.cache import cache
+
+    from .social import facebook_friend_uids
+
+    token = SocialToken.objects.filter(account__user=user, account__provider="facebook").values_list("token", flat=True).first()
+    if not token:
+        return []
+    key = f"facebook-friends:{user.pk}"
+    uids = cache.get(key)
+    if uids is None:
+        uids = facebook_friend_uids(token)
+        cache.set(key, uids, SUGGESTIONS_CACHE_SECONDS)
+    if not uids:
+        return []
+    pending = FriendRequest.objects.filter(status=FriendRequestStatus.PENDING)
+    taken = (
+        {user.pk}
+        | set(friend_ids(user))
+        | set(pending.filter(from_user=user).values_list("to_user_id", flat=True))
+        | set(pending.filter(to_user=user).values_list("from_user_id", flat=True))
+    )
+    accounts = (
+        SocialAccount.objects.filter(provider="facebook", uid__in=uids, user__is_active=True)
+        .exclude(user_id__in=taken)
+        .order_by("user__username")
+        .values_list("user_id", "user__username")
+        .distinct()[:limit]
+    )
+    return [{"id": uid, "username": name} for uid, name in accounts]
+
+
 def friend_requests(user) -> dict:
     pending = FriendRequest.objects.filter(status=FriendRequestStatus.PENDING).select_related("from_user", "to_user")
     return {

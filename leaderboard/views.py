@@ -99,6 +99,20 @@ class FriendsView(APIView):
         return Response(FriendSerializer(selectors.friends_with_points(request.user), many=True).data)
 
 
+class FriendSuggestionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class FriendSuggestionsView(APIView):
+    @extend_schema(
+        summary="Facebook friends (social login) who play here and are not your friends yet",
+        responses={200: FriendSuggestionSerializer(many=True)},
+    )
+    def get(self, request):
+        return Response(selectors.social_friend_suggestions(request.user))
+
+
 class FriendView(APIView):
     @extend_schema(summary="Remove a friend", responses={204: None, 404: DetailSerializer})
     def delete(self, request, user_id: int):
@@ -166,7 +180,11 @@ def friends_page(request):
     return render(
         request,
         "leaderboard/friends.html",
-        {"friends": selectors.friends_with_points(request.user), **selectors.friend_requests(request.user)},
+        {
+            "friends": selectors.friends_with_points(request.user),
+            "suggestions": selectors.social_friend_suggestions(request.user),
+            **selectors.friend_requests(request.user),
+        },
     )
 
 
