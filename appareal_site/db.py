@@ -6,8 +6,11 @@ running them (next photo: 0.39 ms of backend CPU per call, 0.05 ms prepared). Th
 fixed SQL string (placeholders `%s`) through a server-binding psycopg cursor on Django's own
 connection and transaction, prepared once per connection. Errors are Django's (IntegrityError...).
 Other databases, and any run that logs queries (DEBUG, CaptureQueriesContext), go through Django's
-cursor instead, so nothing is hidden from the query log.
+cursor instead, so nothing is hidden from the query log. Behind a pooler in transaction mode
+(pgbouncer), where a prepared statement may not outlive its transaction, set
+`APPAREAL_PREPARED_SQL = False` in the settings.
 """
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 
@@ -21,7 +24,7 @@ def execute(sql: str, params=()) -> None:
 
 def _run(sql: str, params, *, rows: bool):
     connection = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy: fewer lookups
-    if connection.vendor != "postgresql" or connection.queries_logged:
+    if connection.vendor != "postgresql" or connection.queries_logged or not getattr(settings, "APPAREAL_PREPARED_SQL", True):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if rows else None

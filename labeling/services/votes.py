@@ -242,7 +242,10 @@ _AWARD = PointsAward._meta.db_table
 # (In model field order, as Model.from_db wants them.)
 _LOCKED_FIELDS = [
     f.attname for f in Photo._meta.concrete_fields
-    if f.attname in {"id", "owner_id", "status", "real_age", "show_real_age", "predicted_apparent_age"}
+    if f.attname in {
+        "id", "owner_id", "status", "real_age", "show_real_age", "predicted_apparent_age",
+        "n_votes", "n_kept", "apparent_age", "apparent_age_std", "apparent_age_se",
+    }
 ]
 _LOCK_SQL = (
     f"SELECT {', '.join('p.' + f for f in _LOCKED_FIELDS)}, pr.kind, pr.flagged_outlier "
