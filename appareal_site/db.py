@@ -8,7 +8,7 @@ connection and transaction, prepared once per connection. Errors are Django's (I
 Other databases, and any run that logs queries (DEBUG, CaptureQueriesContext), go through Django's
 cursor instead, so nothing is hidden from the query log. Behind a pooler in transaction mode
 (pgbouncer), where a prepared statement may not outlive its transaction, set
-`APPAREAL_PREPARED_SQL = False` in the settings.
+`APPAREAL_PREPARED_SQL=0` in the environment (settings.APPAREAL_PREPARED_SQL).
 """
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections

@@ -104,6 +104,9 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 60)
     )
 }
+# The game's hot SQL runs as prepared statements (appareal_site/db.py); off behind a pooler in
+# transaction mode (pgbouncer).
+APPAREAL_PREPARED_SQL = env_bool("APPAREAL_PREPARED_SQL", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite: wait for the writer lock instead of failing at once under the dev server's threads.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
