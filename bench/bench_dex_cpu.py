@@ -2,12 +2,14 @@
 regression head on EfficientNet-Lite0, each with a wall-clock budget, then test MAE, speed.
 
     python bench/bench_dex_cpu.py all        # convert + prepare + train (3 runs) + report
-    python bench/bench_dex_cpu.py train      # only the training runs (resumable)
+    python bench/bench_dex_cpu.py train      # only the training runs (resumable): train-pair (Real DEX
+                                             # and the L1 head side by side), then train-residual
     python bench/bench_dex_cpu.py report     # evaluate the trained models, speed figures
 
 Everything goes under bench/out/dex_cpu/ (git-ignored); the figures and commands are printed and
 written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkface/aligned.
-Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0).
+Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0),
+SPLIT (train,valid,test shares; 75,10,15).
 """
 from __future__ import annotations
 
@@ -29,14 +31,22 @@ SEED = int(os.environ.get("SEED", "0"))
 DEX_MIN = float(os.environ.get("DEX_MINUTES", "30"))
 RES_MIN = float(os.environ.get("RES_MINUTES", "12"))
 L1_MIN = float(os.environ.get("L1_MINUTES", str(DEX_MIN)))
+# train : valid : test shares of the seeded, age-stratified split of UTKFace (fixed once chosen)
+SPLIT = tuple(float(x) for x in os.environ.get("SPLIT", "75,10,15").split(","))
 
+# The recipe (docs/benchmarks.md, "Modeling (issue 6)"): EfficientNet-Lite0 at 112 px, the stem and
+# the first FREEZE_BLOCKS - 1 blocks frozen and computed once per image for FEATURE_VIEWS views
+# (original, mirror, random shift/scale/rotation/colour augmentations), flip TTA on valid/test, an
+# exponential moving average of the weights, AdamW + warm-up + cosine over the wall-clock budget.
+FREEZE = os.environ.get("FREEZE_BLOCKS", "9")
+VIEWS = os.environ.get("FEATURE_VIEWS", "3")
 COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0", "--image-size", "112",
-          "--freeze-blocks", "9", "--feature-views", "1", "--eval-views", "1", "--batch-size", "64",
-          "--weight-decay", "0.01", "--epochs", "100", "--patience", "6", "--seed", str(SEED), "--cache-dir", CACHE,
-          "--threads", "1", "--no-progress"]
+          "--freeze-blocks", FREEZE, "--feature-views", VIEWS, "--eval-views", "2", "--batch-size", "64",
+          "--weight-decay", "0.01", "--ema-decay", "0.998", "--epochs", "100", "--patience", "6",
+          "--seed", str(SEED), "--cache-dir", CACHE, "--threads", "1", "--no-progress"]
 # Real DEX and the L1 head train at the same time (one thread each), so that both see the same
 # machine load; the frozen stages' features are computed once beforehand ("prepare", not counted in
-# the budgets).
+# the budgets, timed separately).
 RUNS = {
     "real_dex": COMMON + ["--out", f"{OUT}/real_dex", "--lr", "1e-3", "--label-sigma", "2",
                           "--max-minutes", str(DEX_MIN)],
@@ -45,6 +55,11 @@ RUNS = {
     "real_l1": COMMON + ["--out", f"{OUT}/real_l1", "--head", "l1", "--lr", "1e-3",
                          "--max-minutes", str(L1_MIN)],
 }
+
+
+def load():
+    """The 1/5/15-minute load averages, as `uptime` shows them."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def rel(a):
@@ -57,7 +72,7 @@ def start(args, log_name):
     print(f"$ {shown}", flush=True)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "commands.txt"), "a") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {shown}\n")
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {load()} {shown}\n")
     log = open(os.path.join(OUT, f"{log_name}.log"), "a")
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), time.time(), log_name
 
@@ -66,6 +81,8 @@ def wait(*procs):
     for proc, t, name in procs:
         rc = proc.wait()
         print(f"  {name} -> rc {rc} after {time.time() - t:.0f} s (log bench/out/dex_cpu/{name}.log)", flush=True)
+        with open(os.path.join(OUT, "commands.txt"), "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {load()} {name} finished, rc {rc}\n")
         if rc:
             raise SystemExit(rc)
 
@@ -76,7 +93,7 @@ def run(args, log_name):
 
 def convert():
     from modeling.data import convert_named_folder
-    summary = convert_named_folder(DATA_SRC, DATA, seed=SEED)
+    summary = convert_named_folder(DATA_SRC, DATA, seed=SEED, proportions=SPLIT)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "split.json"), "w") as fh:
         json.dump(summary, fh, indent=2)
@@ -84,18 +101,28 @@ def convert():
 
 
 def prepare():
-    """Resized images and the frozen stages' features, once, shared by all runs (two processes)."""
+    """Resized images and the frozen stages' features, once, shared by all runs (the features in two
+    processes: the training split's views, and valid + test)."""
+    from modeling import data as D
+
     t = time.time()
+    ds = D.read_dataset(DATA)
+    for split in D.SPLITS:  # resized once here, so that the two processes below do not both do it
+        D.tensor_cache(ds[split], int(COMMON[COMMON.index("--image-size") + 1]), CACHE, desc=split)
     wait(start(COMMON + ["--out", f"{OUT}/prepare_train", "--prepare-only", "--prepare-splits", "train"], "prepare_train"),
          start(COMMON + ["--out", f"{OUT}/prepare_eval", "--prepare-only", "--prepare-splits", "valid,test"], "prepare_eval"))
     with open(os.path.join(OUT, "prepare_seconds.txt"), "w") as fh:
         fh.write(f"{time.time() - t:.0f}\n")
 
 
-def train():
-    """Real DEX and the L1 head side by side (same budget, same machine load), then the residual."""
+def train_pair():
+    """Real DEX and the L1 head side by side (same budget, same machine load)."""
     todo = [n for n in ("real_dex", "real_l1") if not os.path.isfile(os.path.join(OUT, n, "model.pt"))]
     wait(*[start(RUNS[n], n) for n in todo])
+
+
+def train_residual():
+    """The residual on Real DEX, with its own budget."""
     if not os.path.isfile(os.path.join(OUT, "real_residual", "model.pt")):
         run(RUNS["real_residual"], "real_residual")
 
@@ -111,7 +138,9 @@ if __name__ == "__main__":
         convert()
     if what in ("all", "prepare"):
         prepare()
-    if what in ("all", "train"):
-        train()
+    if what in ("all", "train", "train-pair"):
+        train_pair()
+    if what in ("all", "train", "train-residual"):
+        train_residual()
     if what in ("all", "report"):
         report()
