@@ -124,7 +124,9 @@ def main(argv=None):
     parser.add_argument("--vote-count", type=int, default=25_000, help="votes per concurrency level (upper bound)")
     parser.add_argument("--read-count", type=int, default=12_000, help="requests per read benchmark (upper bound)")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
-    parser.add_argument("--concurrency", default="16,64")
+    parser.add_argument("--concurrency", default="16,64", help="closed-loop vote phases (saturation)")
+    parser.add_argument("--rated", default="16@500,64@500",
+                        help="open-loop vote phases, CLIENTS@VOTES_PER_S (latency at a sustained rate); '' for none")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load client (bench_game_load.py)")
     parser.add_argument("--only", default="", help="comma-separated phases to run: vote, next, leaderboard (default all)")
     parser.add_argument("--skip-checks", action="store_true")
@@ -195,12 +197,12 @@ def main(argv=None):
 
         phase = 0
 
-        def load(mode: str, concurrency: int, count: int) -> dict:
+        def load(mode: str, concurrency: int, count: int, rate: float | None = None) -> dict:
             nonlocal phase
             phase += 1  # a fresh random sequence per phase: no replay of earlier (player, photo) pairs
             cmd = [PY, "bench/bench_game_load.py", "--seed", str(seed_base + phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
                    "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan),
-                   "--client", args.client]
+                   "--client", args.client] + (["--rate", str(rate)] if rate else [])
             # CPU spent by the server side (gunicorn workers + their PostgreSQL backends) per request:
             # on a shared machine, throughput depends on what the neighbours run; this does not.
             app_pids, db_pids = group_pids(server.pid), backend_pids(db_url, args.db)
@@ -224,12 +226,15 @@ def main(argv=None):
 
         only = set(filter(None, args.only.split(","))) or {"vote", "next", "leaderboard"}
         load("leaderboard", 4, 200)  # warm-up: imports, connections, caches
-        for concurrency in [int(c) for c in args.concurrency.split(",")] if "vote" in only else []:
+        vote_phases = [(int(c), None) for c in args.concurrency.split(",") if c]
+        vote_phases += [(int(c), float(r)) for c, r in (p.split("@") for p in args.rated.split(",") if p)]
+        for concurrency, rate in vote_phases if "vote" in only else []:
             before = count_votes(db_url)
-            result = load("vote", concurrency, args.vote_count)
+            result = load("vote", concurrency, args.vote_count, rate)
             stored = count_votes(db_url) - before
             result["stored"] = stored
-            say(f"votes at {concurrency} clients: acknowledged {result['acknowledged']}, stored {stored}: "
+            say(f"votes at {concurrency} clients" + (f", offered {rate:g}/s" if rate else "")
+                + f": acknowledged {result['acknowledged']}, stored {stored}: "
                 + ("OK" if stored == result["acknowledged"] else "MISMATCH"))
             results.append(result)
         # Reads: one client alone (the latency of a request) and 16 at once (with queueing).
@@ -255,7 +260,8 @@ def main(argv=None):
     say(f"machine: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}; gunicorn {args.workers} workers"
         + (f" x {args.threads} threads" if args.threads > 1 else " (sync)") + f"; load client {args.client}; database {sizes}")
     for r in results:
-        line = (f"- {r['mode']} @ {r['concurrency']}: {r['requests']} requests in {r['seconds']} s = {r['per_second']}/s, "
+        offered = f" (open loop, offered {r['offered_rate']:g}/s)" if r.get("offered_rate") else ""
+        line = (f"- {r['mode']} @ {r['concurrency']}{offered}: {r['requests']} requests in {r['seconds']} s = {r['per_second']}/s, "
                 f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, statuses {r['statuses']}; "
                 f"server CPU {r['server_cpu_ms_per_request']} ms/request (gunicorn {r['app_cpu_ms_per_request']} "
                 f"+ PostgreSQL {r['db_cpu_ms_per_request']}), load client ({r['client']}) {r['client_cpu_ms_per_request']} ms/request, "

@@ -9,6 +9,13 @@ ids that have tokens and the photos with their owners (written by bench_game.py)
 object: requests, status counts, acknowledged votes (201), throughput, latency percentiles in ms,
 and the CPU this client used per request.
 
+Closed loop by default: every client sends its next request as soon as the previous one is
+answered, so the server is saturated and latency includes the queue that saturation builds (with
+C clients, mean latency = C / throughput). `--rate R` makes it open loop: requests are scheduled
+at R per second in total, spread over the clients, and latency counts from the scheduled time (a
+request that could not leave on time because its client was still waiting is late by that much),
+which answers "does the server sustain R requests/s within a latency bound?".
+
 `--client raw` (default) speaks HTTP/1.1 itself over asyncio streams, one connection per
 concurrent client, kept alive when the server allows it: about ten times less CPU per request than
 httpx, which matters when the client shares the server's two cores. `--client httpx` is the
@@ -112,12 +119,20 @@ async def run(args) -> dict:
 
     async def drive(send):
         nonlocal issued
+        began = time.perf_counter()
 
         async def worker():
             nonlocal issued
             connection = RawConnection(parsed.hostname, parsed.port or 80) if args.client == "raw" else None
             while issued < args.count and time.perf_counter() < deadline:
+                slot = issued
                 issued += 1
+                scheduled = None
+                if args.rate:
+                    scheduled = began + slot / args.rate
+                    delay = scheduled - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 player = take_player()
                 headers = {"Authorization": f"Token {token_for(player)}"}
                 kind = args.mode
@@ -135,7 +150,7 @@ async def run(args) -> dict:
                     scope, period = boards[issued % len(boards)]
                     kind = f"{scope}/{period}"
                     method, path = "GET", f"/api/leaderboard/?scope={scope}&period={period}"
-                started = time.perf_counter()
+                started = scheduled if scheduled is not None else time.perf_counter()
                 try:
                     status = await send(connection, method, path, headers, body or b"")
                 except (OSError, ConnectionError, asyncio.IncompleteReadError, httpx.HTTPError) as exc:
@@ -149,7 +164,6 @@ async def run(args) -> dict:
             if connection is not None:
                 connection.close()
 
-        began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         return time.perf_counter() - began
 
@@ -174,6 +188,7 @@ async def run(args) -> dict:
     result = {
         "mode": args.mode,
         "concurrency": args.concurrency,
+        "offered_rate": args.rate,
         "requests": len(latencies),
         "seconds": round(wall, 2),
         "per_second": round(len(latencies) / wall, 1) if wall else 0,
@@ -204,6 +219,8 @@ def main(argv=None):
     parser.add_argument("--plan", required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: requests per second in total (default: closed loop, as fast as answered)")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run(args))))
 

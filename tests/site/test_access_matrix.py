@@ -46,6 +46,9 @@ MATRIX = [
     ("post", "/api/photos/{pk}/votes/", {"age": 30}, {ANON: 401, OWNER: 403, OTHER: 201, STAFF: 201}),
     ("get", "/api/leaderboard/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
     ("get", "/leaderboard/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/api/friends/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/api/friends/suggestions/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/friends/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
     # Datasets: staff and researchers only.
     ("get", "/exports/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
     ("get", "/research/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
