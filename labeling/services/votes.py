@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-
-from appareal_site import db
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from appareal_site import db
 from labeling.consensus import Consensus, ConsensusRule, compute_consensus
 from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
 from labeling.scoring import ScoringVote, settle_scores, votes_still_needed
