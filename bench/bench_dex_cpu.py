@@ -9,7 +9,8 @@ regression head on EfficientNet-Lite0, each with a wall-clock budget, then test 
 Everything goes under bench/out/dex_cpu/ (git-ignored); the figures and commands are printed and
 written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkface/aligned.
 Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0),
-SPLIT (train,valid,test shares; 75,10,15).
+SPLIT (train,valid,test shares; 75,10,15), FREEZE_BLOCKS (9), FEATURE_VIEWS (3).  Run the timed steps
+(train-pair, train-residual, report) under the quiet-box lock: flock /tmp/appareal-quiet.lock ...
 """
 from __future__ import annotations
 

