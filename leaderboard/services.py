@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from appareal_site import db
@@ -476,8 +477,6 @@ def _compare_totals(report: LedgerReport, *, apply: bool) -> None:
 
 def _compare_levels(report: LedgerReport, *, apply: bool) -> None:
     """The players-per-points histograms against the totals (the triggers keep them; this checks)."""
-    from django.db.models import Count
-
     for total_model, level_model, keys in (
         (PlayerTotal, PointsLevel, ("points",)),
         (PlayerWeekTotal, WeekPointsLevel, ("week", "points")),

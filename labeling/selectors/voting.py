@@ -22,10 +22,9 @@ import math
 import random
 
 from django.db import connection
-
-from appareal_site import db
 from django.db.models import Exists, Min, OuterRef, Q
 
+from appareal_site import db
 from labeling.models import Photo, PhotoStatus, Vote
 
 CANDIDATES = 8
@@ -97,9 +96,13 @@ def next_photo_for(user, rng: random.Random | None = None) -> Photo | None:
     photo = _widest_se(_candidates_at_lowest_level(user, start))
     if photo is not None:
         return photo
-    # Nothing left for the player at the lowest level (or no photos at all): walk up the levels.
+    # Nothing left for the player at the lowest level (or no photos at all): walk up the levels
+    # above it.
     active = Photo.objects.filter(status=PhotoStatus.ACTIVE).order_by()
-    level = active.aggregate(level=Min("n_kept"))["level"]
+    lowest = active.aggregate(level=Min("n_kept"))["level"]
+    if lowest is None:
+        return None
+    level = active.filter(n_kept__gt=lowest).aggregate(level=Min("n_kept"))["level"]
     for _ in range(MAX_LEVEL_STEPS):
         if level is None:
             return None
