@@ -107,6 +107,12 @@ DATABASES = {
 # The game's hot SQL runs as prepared statements (appareal_site/db.py); off behind a pooler in
 # transaction mode (pgbouncer).
 APPAREAL_PREPARED_SQL = env_bool("APPAREAL_PREPARED_SQL", True)
+# A vote on PostgreSQL: the whole transaction as one call of the database function
+# labeling_cast_vote (migration labeling/0003); off: the Python path (labeling/services/votes.py).
+APPAREAL_VOTE_FUNCTION = env_bool("APPAREAL_VOTE_FUNCTION", True)
+# The lean WSGI route for token-authenticated POST /api/photos/{id}/votes/ (labeling/fast_vote.py);
+# off: every vote goes through Django's middleware and the DRF view.
+APPAREAL_VOTE_FAST_PATH = env_bool("APPAREAL_VOTE_FAST_PATH", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite: wait for the writer lock instead of failing at once under the dev server's threads.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

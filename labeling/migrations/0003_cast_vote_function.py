@@ -1,0 +1,278 @@
+"""The whole vote transaction as one PostgreSQL function, `labeling_cast_vote` (PostgreSQL only).
+
+Why: the vote path in Python (`labeling.services.votes.cast_vote`) needs six round trips (BEGIN,
+row lock, the photo's votes, the INSERT, the writes, COMMIT); each costs CPU in the web worker
+(psycopg, Django) and in the PostgreSQL backend (parse/bind/execute, wake-ups). Called as one
+statement in autocommit, this function is the whole transaction in one round trip.
+
+What it does is exactly what the Python path does, in the same order and with the same
+arithmetic, so that both give bit-identical floats (all ages are whole numbers: every sum is an
+exact integer, every division and square root is one correctly rounded IEEE operation in both
+languages):
+
+- `labeling_consensus(ages, ...)` = `labeling.consensus.compute_consensus` (outlier rule around the
+  median, then mean, sample std, se);
+- the scoring of votes that became scorable with the new vote = `labeling.scoring.settle_scores`
+  with `check_from` = the new vote's position (and `points_for_error`'s table);
+- `votes_needed` = `labeling.scoring.votes_still_needed`;
+- the ledger rows and totals = `leaderboard.services` (totals rows created first with 0 points,
+  then incremented in user order; the level triggers of leaderboard/0002 fire as before);
+- the outlier flag = `labeling.services.votes._flag_if_outlier`.
+
+The pure Python cores stay the reference: tests/labeling/test_vote_function.py plays many random
+vote sequences through both paths and compares every stored row, and `recompute_consensus --check`
+and `rebuild_ledger --dry-run --check` check the live data against the cores.
+
+The settings (consensus rule, scoring, outlier flag) are arguments, read from settings.APPAREAL
+on every call. status: 201 stored; 403 own photo; 404 no such active photo; 409 already voted.
+Nothing is written unless status is 201.
+"""
+from django.db import migrations
+
+CONSENSUS_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION labeling_consensus(
+    ages int[], min_votes int, mad_k float8, min_years float8,
+    OUT n_votes int, OUT n_kept int, OUT mean float8, OUT std float8, OUT se float8, OUT kept bool[]
+) LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    n int := coalesce(array_length(ages, 1), 0);
+    half int := n / 2;
+    sorted float8[];
+    center float8;
+    mad float8;
+    lim float8;
+    total bigint;
+    squares bigint;
+BEGIN
+    n_votes := n;
+    IF n < min_votes THEN
+        kept := array_fill(true, ARRAY[n]);
+        SELECT count(*), sum(a), sum(a * a) INTO n_kept, total, squares FROM unnest(ages) a;
+    ELSE
+        -- median, as labeling.consensus.median: the middle one, or the mean of the two middle ones
+        sorted := ARRAY(SELECT a FROM unnest(ages) a ORDER BY a);
+        center := CASE WHEN n % 2 = 1 THEN sorted[half + 1] ELSE (sorted[half] + sorted[half + 1]) / 2 END;
+        sorted := ARRAY(SELECT abs(a - center) FROM unnest(ages) a ORDER BY 1);
+        mad := CASE WHEN n % 2 = 1 THEN sorted[half + 1] ELSE (sorted[half] + sorted[half + 1]) / 2 END;
+        -- (mad_k * 1.4826) * mad, in Python's order of operations
+        lim := greatest(mad_k * 1.4826::float8 * mad, min_years);
+        kept := ARRAY(SELECT abs(a - center) <= lim FROM unnest(ages) WITH ORDINALITY t(a, i) ORDER BY i);
+        SELECT count(*), sum(a), sum(a * a) INTO n_kept, total, squares
+        FROM unnest(ages, kept) t(a, k) WHERE k;
+    END IF;
+    IF n_kept = 0 THEN
+        RETURN;  -- mean, std, se stay NULL
+    END IF;
+    mean := total::float8 / n_kept::float8;
+    IF n_kept = 1 THEN
+        std := 0.0;
+    ELSE
+        -- exact integer numerator n*sum(x^2) - (sum x)^2 = n(n-1) * sample variance
+        std := sqrt((n_kept * squares - total * total)::float8 / (n_kept::bigint * (n_kept - 1))::float8);
+    END IF;
+    se := std / sqrt(n_kept::float8);
+END $$;
+"""
+
+CAST_VOTE_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION labeling_cast_vote(
+    voter bigint, photo bigint, new_age int, now timestamptz,
+    min_votes int, mad_k float8, min_years float8, min_others int, flag_window int, flag_share float8,
+    OUT status int, OUT vote_id bigint, OUT kept bool, OUT earns bool, OUT points int, OUT votes_needed int,
+    OUT voter_kind text, OUT owner_id bigint,
+    OUT n_votes int, OUT n_kept int, OUT apparent_age float8, OUT apparent_age_std float8, OUT apparent_age_se float8,
+    OUT real_age int, OUT show_real_age bool, OUT predicted_apparent_age float8,
+    OUT award_users bigint[], OUT award_votes bigint[], OUT award_points int[], OUT award_against float8[]
+) LANGUAGE plpgsql AS $$
+DECLARE
+    already_flagged bool;
+    ids bigint[];
+    voters bigint[];
+    ages int[];
+    kinds text[];
+    flags bool[];
+    awarded bool[];
+    n int;
+    i int;
+    new_counts bool;
+    counting_ages int[];
+    counting_total int;
+    everyone record;
+    new_flags bool[];
+    others record;
+    position_in_counting int[];
+    j int;
+    error float8;
+    award_week date;
+    recent int;
+    dropped int;
+BEGIN
+    -- The row lock serialises the votes on one photo (see labeling.services.votes).
+    SELECT p.owner_id, p.n_votes, p.n_kept, p.apparent_age, p.apparent_age_std, p.apparent_age_se,
+           p.real_age, p.show_real_age, p.predicted_apparent_age, pr.kind, coalesce(pr.flagged_outlier, false)
+      INTO owner_id, n_votes, n_kept, apparent_age, apparent_age_std, apparent_age_se,
+           real_age, show_real_age, predicted_apparent_age, voter_kind, already_flagged
+      FROM labeling_photo p LEFT JOIN labeling_playerprofile pr ON pr.user_id = voter
+     WHERE p.id = photo AND p.status = 'active'
+       FOR UPDATE OF p;
+    IF NOT FOUND THEN
+        status := 404;
+        RETURN;
+    END IF;
+    IF owner_id = voter THEN
+        status := 403;
+        RETURN;
+    END IF;
+    voter_kind := coalesce(voter_kind, 'human');  -- no profile: plays as a human
+    earns := voter_kind IN ('human', 'model');
+    new_counts := voter_kind <> 'model';
+
+    SELECT array_agg(v.id ORDER BY v.id), array_agg(v.voter_id ORDER BY v.id), array_agg(v.age ORDER BY v.id),
+           array_agg(v.voter_kind ORDER BY v.id), array_agg(v.kept ORDER BY v.id),
+           array_agg(EXISTS (SELECT 1 FROM leaderboard_pointsaward a WHERE a.vote_id = v.id) ORDER BY v.id)
+      INTO ids, voters, ages, kinds, flags, awarded
+      FROM labeling_vote v WHERE v.photo_id = photo;
+    IF voter = ANY(voters) THEN
+        status := 409;
+        RETURN;
+    END IF;
+
+    -- The photo's votes in id order, the new one last (its id comes with the INSERT below).
+    ids := ids || NULL::bigint;
+    voters := voters || voter;
+    ages := ages || new_age;
+    kinds := kinds || voter_kind;
+    awarded := awarded || false;
+    n := array_length(ids, 1);
+
+    -- The consensus of the counting votes (everyone but the model) and their kept flags.
+    position_in_counting := array_fill(0, ARRAY[n]);
+    counting_ages := '{}';
+    FOR i IN 1 .. n LOOP
+        IF kinds[i] <> 'model' THEN
+            counting_ages := counting_ages || ages[i];
+            position_in_counting[i] := array_length(counting_ages, 1);
+        END IF;
+    END LOOP;
+    counting_total := coalesce(array_length(counting_ages, 1), 0);
+    SELECT * INTO everyone FROM labeling_consensus(counting_ages, min_votes, mad_k, min_years);
+    new_flags := everyone.kept;
+    kept := new_counts AND new_flags[position_in_counting[n]];
+
+    INSERT INTO labeling_vote (photo_id, voter_id, age, voter_kind, kept, created_at)
+    VALUES (photo, voter, new_age, voter_kind, kept, now)
+    ON CONFLICT DO NOTHING  -- a bulk writer that bypassed the row lock got there first
+    RETURNING id INTO vote_id;
+    IF vote_id IS NULL THEN
+        status := 409;
+        RETURN;
+    END IF;
+    ids[n] := vote_id;
+
+    IF new_counts THEN
+        -- Kept flags that changed with this vote (usually none), then the cached consensus.
+        -- (votes that do not count are never kept)
+        UPDATE labeling_vote v SET kept = NOT t.was_kept
+          FROM unnest(ids[1:n - 1], flags, position_in_counting[1:n - 1]) t(id, was_kept, c)
+         WHERE v.id = t.id AND t.was_kept <> (t.c > 0 AND new_flags[t.c]);
+        n_votes := everyone.n_votes;
+        n_kept := everyone.n_kept;
+        apparent_age := everyone.mean;
+        apparent_age_std := everyone.std;
+        apparent_age_se := everyone.se;
+        UPDATE labeling_photo
+           SET n_votes = everyone.n_votes, n_kept = everyone.n_kept, apparent_age = everyone.mean,
+               apparent_age_std = everyone.std, apparent_age_se = everyone.se
+         WHERE id = photo;
+    END IF;
+
+    -- Scoring (labeling.scoring.settle_scores, check_from = the new vote's position): every vote
+    -- that earns points and is not scored yet is scored against the consensus of all the other
+    -- counting votes, once that keeps at least min_others of them.
+    award_users := '{}';
+    award_votes := '{}';
+    award_points := '{}';
+    award_against := '{}';
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN kinds[i] NOT IN ('human', 'model') OR awarded[i];
+        CONTINUE WHEN counting_total - (position_in_counting[i] > 0)::int < min_others AND i < n;
+        IF position_in_counting[i] > 0 THEN
+            j := position_in_counting[i];
+            SELECT * INTO others
+              FROM labeling_consensus(counting_ages[1:j - 1] || counting_ages[j + 1:], min_votes, mad_k, min_years);
+        ELSE
+            others := everyone;
+        END IF;
+        IF counting_total - (position_in_counting[i] > 0)::int >= min_others AND others.n_kept >= min_others THEN
+            error := abs(ages[i]::float8 - others.mean);
+            award_users := award_users || voters[i];
+            award_votes := award_votes || ids[i];
+            award_against := award_against || others.mean;
+            award_points := award_points || CASE WHEN error < 1.0 THEN 10 WHEN error <= 2.0 THEN 7
+                                                 WHEN error <= 5.0 THEN 5 WHEN error <= 10.0 THEN 2 ELSE 1 END;
+            IF i = n THEN
+                points := award_points[array_length(award_points, 1)];
+            END IF;
+        ELSIF i = n THEN
+            votes_needed := greatest(1, min_others - others.n_kept);  -- votes_still_needed
+        END IF;
+    END LOOP;
+
+    IF array_length(award_users, 1) > 0 THEN
+        award_week := date_trunc('week', now AT TIME ZONE 'UTC')::date;
+        -- Totals rows first, with 0 points, in a statement of their own (see
+        -- leaderboard.services._totals_statements: no level locks taken in two orders).
+        INSERT INTO leaderboard_playertotal (user_id, points)
+        SELECT DISTINCT u, 0 FROM unnest(award_users) u ORDER BY u
+        ON CONFLICT (user_id) DO NOTHING;
+        INSERT INTO leaderboard_playerweektotal (user_id, week, points)
+        SELECT DISTINCT u, award_week, 0 FROM unnest(award_users) u ORDER BY u
+        ON CONFLICT (user_id, week) DO NOTHING;
+        INSERT INTO leaderboard_pointsaward (user_id, reason, points, photo_id, vote_id, scored_against, awarded_at, week)
+        SELECT u, 'vote', p, photo, v, a, now, award_week FROM unnest(award_users, award_votes, award_points, award_against) t(u, v, p, a);
+        INSERT INTO leaderboard_playertotal (user_id, points)
+        SELECT u, sum(p) FROM unnest(award_users, award_points) t(u, p) GROUP BY u ORDER BY u
+        ON CONFLICT (user_id) DO UPDATE SET points = leaderboard_playertotal.points + EXCLUDED.points;
+        INSERT INTO leaderboard_playerweektotal (user_id, week, points)
+        SELECT u, award_week, sum(p) FROM unnest(award_users, award_points) t(u, p) GROUP BY u ORDER BY u
+        ON CONFLICT (user_id, week) DO UPDATE SET points = leaderboard_playerweektotal.points + EXCLUDED.points;
+    END IF;
+
+    -- Only a dropped vote can push a player over the share (labeling.services.votes._flag_if_outlier).
+    IF new_counts AND NOT already_flagged AND NOT kept AND flag_window > 0 THEN
+        SELECT count(*), count(*) FILTER (WHERE NOT r.kept) INTO recent, dropped
+          FROM (SELECT v.kept FROM labeling_vote v WHERE v.voter_id = voter ORDER BY v.created_at DESC LIMIT flag_window) r;
+        IF recent >= flag_window AND dropped::float8 / recent::float8 > flag_share THEN
+            UPDATE labeling_playerprofile SET flagged_outlier = true, flagged_at = now
+             WHERE user_id = voter AND NOT flagged_outlier;
+        END IF;
+    END IF;
+    status := 201;
+END $$;
+"""
+
+
+def create_functions(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return  # other databases (SQLite in development) keep the Python path
+    schema_editor.execute(CONSENSUS_FUNCTION, params=None)  # no placeholders: `%` is modulo here
+    schema_editor.execute(CAST_VOTE_FUNCTION, params=None)
+
+
+def drop_functions(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute(
+        "DROP FUNCTION IF EXISTS labeling_cast_vote(bigint, bigint, int, timestamptz, int, float8, float8, int, int, float8)"
+    )
+    schema_editor.execute("DROP FUNCTION IF EXISTS labeling_consensus(int[], int, float8, float8)")
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("labeling", "0002_initial"),
+        ("leaderboard", "0002_points_levels"),
+    ]
+
+    operations = [migrations.RunPython(create_functions, drop_functions)]
