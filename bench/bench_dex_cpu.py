@@ -3,14 +3,19 @@ regression head on EfficientNet-Lite0, each with a wall-clock budget, then test 
 
     python bench/bench_dex_cpu.py all        # convert + prepare + train (3 runs) + report
     python bench/bench_dex_cpu.py train      # only the training runs (resumable): train-pair (Real DEX
-                                             # and the L1 head side by side), then train-residual
+                                             # and the L1 head side by side), train-folds (the parent's
+                                             # recipe on each half of the train split, side by side),
+                                             # then train-residual (on the folds' held-out predictions)
+    python bench/bench_dex_cpu.py train-dex  # (instead of train-pair) Real DEX alone with 2 threads;
+                                             # train-l1 the same for the L1 head
     python bench/bench_dex_cpu.py report     # evaluate the trained models, speed figures
 
 Everything goes under bench/out/dex_cpu/ (git-ignored); the figures and commands are printed and
 written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkface/aligned.
 Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0),
-SPLIT (train,valid,test shares; 75,10,15), FREEZE_BLOCKS (9), FEATURE_VIEWS (3).  Run the timed steps
-(train-pair, train-residual, report) under the quiet-box lock: flock /tmp/appareal-quiet.lock ...
+SPLIT (train,valid,test shares; 75,10,15), FREEZE_BLOCKS (9), FEATURE_VIEWS (3), CROSS_FIT (folds
+for the residual's targets; 2; 0 = the parent's own train-split predictions), FOLD_MINUTES (15).  Run the timed steps
+(train-pair or train-dex, train-folds, train-residual, report) under the quiet-box lock: flock /tmp/appareal-quiet.lock ...
 """
 from __future__ import annotations
 
@@ -32,6 +37,11 @@ SEED = int(os.environ.get("SEED", "0"))
 DEX_MIN = float(os.environ.get("DEX_MINUTES", "30"))
 RES_MIN = float(os.environ.get("RES_MINUTES", "12"))
 L1_MIN = float(os.environ.get("L1_MINUTES", str(DEX_MIN)))
+# The residual learns Real DEX's error; on the train split Real DEX has fitted its own labels (train
+# MAE 2.7 against 4.7 on valid), so the residual's targets come from fold models of the same recipe
+# that did not see the image (cross-fitting), trained side by side before the residual.
+CROSS_FIT = int(os.environ.get("CROSS_FIT", "2"))
+FOLD_MIN = float(os.environ.get("FOLD_MINUTES", "15"))
 # train : valid : test shares of the seeded, age-stratified split of UTKFace (fixed once chosen)
 SPLIT = tuple(float(x) for x in os.environ.get("SPLIT", "75,10,15").split(","))
 
@@ -48,11 +58,17 @@ COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0"
 # Real DEX and the L1 head train at the same time (one thread each), so that both see the same
 # machine load; the frozen stages' features are computed once beforehand ("prepare", not counted in
 # the budgets, timed separately).
+DEX_RECIPE = COMMON + ["--lr", "1e-3", "--label-sigma", "2"]
+FOLDS = {f"real_fold{k}": DEX_RECIPE + ["--out", f"{OUT}/real_fold{k}", "--holdout-fold", f"{k}/{CROSS_FIT}",
+                                        "--max-minutes", str(FOLD_MIN)]
+         for k in range(1, CROSS_FIT + 1)}
+CROSS_FIT_ARGS = (["--cross-fit-predictions", ",".join(f"{OUT}/{n}/predictions_heldout.csv" for n in FOLDS)]
+                  if FOLDS else [])
 RUNS = {
-    "real_dex": COMMON + ["--out", f"{OUT}/real_dex", "--lr", "1e-3", "--label-sigma", "2",
-                          "--max-minutes", str(DEX_MIN)],
+    "real_dex": DEX_RECIPE + ["--out", f"{OUT}/real_dex", "--max-minutes", str(DEX_MIN)],
     "real_residual": COMMON + ["--out", f"{OUT}/real_residual", "--lr", "5e-4", "--label-sigma", "2",
-                               "--residual-of", f"{OUT}/real_dex/model.pt", "--max-minutes", str(RES_MIN)],
+                               "--residual-of", f"{OUT}/real_dex/model.pt", *CROSS_FIT_ARGS,
+                               "--max-minutes", str(RES_MIN)],
     "real_l1": COMMON + ["--out", f"{OUT}/real_l1", "--head", "l1", "--lr", "1e-3",
                          "--max-minutes", str(L1_MIN)],
 }
@@ -122,10 +138,24 @@ def train_pair():
     wait(*[start(RUNS[n], n) for n in todo])
 
 
+def train_solo(name):
+    """One run alone on the box, with both cores (two torch threads: 1.7x one thread's speed)."""
+    if not os.path.isfile(os.path.join(OUT, name, "model.pt")):
+        args = list(RUNS[name])
+        args[args.index("--threads") + 1] = "2"
+        run(args, name)
+
+
+def train_folds():
+    """Real DEX's recipe on each fold's complement, side by side: held-out predictions for the
+    residual's targets (part of the residual stage; each with FOLD_MINUTES)."""
+    todo = [n for n in FOLDS if not os.path.isfile(os.path.join(OUT, n, "model.pt"))]
+    wait(*[start(FOLDS[n], n) for n in todo])
+
+
 def train_residual():
-    """The residual on Real DEX, with its own budget."""
-    if not os.path.isfile(os.path.join(OUT, "real_residual", "model.pt")):
-        run(RUNS["real_residual"], "real_residual")
+    """The residual on Real DEX, with its own budget, alone on the box (two threads)."""
+    train_solo("real_residual")
 
 
 def report():
@@ -141,6 +171,12 @@ if __name__ == "__main__":
         prepare()
     if what in ("all", "train", "train-pair"):
         train_pair()
+    if what == "train-dex":  # instead of train-pair: Real DEX alone, then (if wanted) train-l1
+        train_solo("real_dex")
+    if what == "train-l1":
+        train_solo("real_l1")
+    if what in ("all", "train", "train-folds"):
+        train_folds()
     if what in ("all", "train", "train-residual"):
         train_residual()
     if what in ("all", "report"):

@@ -129,6 +129,20 @@ def main(out_dir, data_dir):
                       "train_seconds": meta["train_seconds"], "wall_seconds": meta["wall_seconds"],
                       "train_images_per_s": meta["images_per_second"], "model": mp}
     report["runs"] = runs
+    folds = {}
+    for key in sorted(os.listdir(out_dir)):
+        mp = os.path.join(out_dir, key, "model.pt")
+        if key.startswith("real_fold") and os.path.isfile(mp):
+            meta = load_model_file(mp)["metadata"]
+            folds[key] = {"holdout_fold": meta["train_config"].get("holdout_fold"),
+                          "heldout_mae": meta["metrics"].get("heldout_real_mae"),
+                          "valid_mae": meta["metrics"].get("valid_real_mae"),
+                          "test_mae": meta["metrics"].get("test_real_mae"),
+                          "split_sizes": meta["split_sizes"], "status": meta["status"],
+                          "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
+                          "wall_seconds": meta["wall_seconds"], "train_images_per_s": meta["images_per_second"]}
+    if folds:
+        report["cross_fit_folds"] = folds
     dex = os.path.join(out_dir, "real_dex", "model.pt")
     if os.path.isfile(dex):
         sp, p, samples, x = speed(dex, data_dir)
@@ -178,6 +192,16 @@ def markdown(r):
         lines.append(f"| {name} | **{f(x['test_mae'], 3)}** | {100 * x['test_cs5']:.1f}% | {f(x['valid_mae'], 3)} | "
                      f"{x['status']} | {x['epochs_run']} ({x['best_epoch']}) | {x['wall_seconds'] / 60:.1f} min wall |"
                      f" {f(x['train_images_per_s'], 1)} |")
+    folds = r.get("cross_fit_folds")
+    if folds:
+        lines += ["", "Fold models for the residual's targets (Real DEX's recipe without one fold of the train split):", "",
+                  "| fold model | held out | trained on | MAE on its held-out fold | valid MAE | test MAE | status | epochs run (best) | wall |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, x in folds.items():
+            lines.append(f"| {name} | {x['holdout_fold']} ({x['split_sizes'].get('heldout')} images) | "
+                         f"{x['split_sizes'].get('train')} images | {f(x['heldout_mae'], 3)} | {f(x['valid_mae'], 3)} | "
+                         f"{f(x['test_mae'], 3)} | {x['status']} | {x['epochs_run']} ({x['best_epoch']}) | "
+                         f"{x['wall_seconds'] / 60:.1f} min |")
     a = r.get("anchor")
     if a and "anchor_mae" in a:
         subset = f"seeded random subset, seed {a.get('seed')}" if a.get("limit") else "the whole test split"

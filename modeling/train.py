@@ -52,6 +52,13 @@ class TrainConfig:
     head: str = "dex"                     # dex | l1 (residual is implied by residual_of)
     pretrained: str = "imagenet"          # imagenet | none
     residual_of: str | None = None        # parent model file -> Residual DEX
+    cross_fit_predictions: list | None = None  # residual: predictions_heldout.csv files of fold
+                                          # models (holdout_fold) covering the train split: the
+                                          # residual learns the parent's error on images it did not
+                                          # train on, instead of its (over-fitted) train-split error
+    holdout_fold: str | None = None       # "k/K": train without the k-th of K seeded folds of the
+                                          # train split and write predictions for that fold
+                                          # (predictions_heldout.csv) for a cross-fitted residual
     init_from_parent: bool = True         # residual: start from the parent's backbone weights
     image_size: int = 128
     epochs: int = 30
@@ -149,6 +156,44 @@ def augment_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
         x = (x - grey) * u(1 - j, 1 + j).view(n, 1, 1, 1) + grey              # saturation
         x = x.clamp_(0, 1)
     return x
+
+
+# ------------------------------------------------------------------------------------------
+# cross-fitting (residual targets from predictions the parent's recipe made without the image)
+
+def holdout_split(n: int, fold: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) positions of the train split for fold "k/K" (k = 1..K): a seeded
+    permutation dealt round-robin into K folds, so the K fold runs cover every image once."""
+    try:
+        k, n_folds = (int(x) for x in fold.split("/"))
+    except ValueError:
+        raise ValueError(f"--holdout-fold must look like k/K (e.g. 1/2), not {fold!r}") from None
+    if not (n_folds >= 2 and 1 <= k <= n_folds):
+        raise ValueError(f"--holdout-fold {fold}: need K >= 2 and 1 <= k <= K")
+    order = np.random.default_rng(seed + 1009).permutation(n)
+    held = np.zeros(n, dtype=bool)
+    held[order[k - 1::n_folds]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def read_cross_fit_predictions(paths: list[str], samples) -> np.ndarray:
+    """The fold models' held-out predictions for every training image, in `samples` order."""
+    import csv
+
+    by_name = {}
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"cross-fit predictions {path} not found (train the fold models first)")
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["file_name"] in by_name:
+                    raise ValueError(f"{path}: {row['file_name']} is also in another fold's predictions")
+                by_name[row["file_name"]] = float(row["prediction"])
+    missing = [s.file_name for s in samples if s.file_name not in by_name]
+    if missing:
+        raise ValueError(f"cross-fit predictions cover {len(samples) - len(missing)} of {len(samples)} training "
+                         f"images; missing e.g. {', '.join(missing[:3])} (one file per fold, all K folds)")
+    return np.array([by_name[s.file_name] for s in samples], dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------------------
@@ -400,6 +445,16 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     for split in ds:
         tensors[split], ds[split] = D.tensor_cache(ds[split], cfg.image_size, cache_dir,
                                                    skip_bad=cfg.skip_bad, desc=split)
+    fold_index = full_train = None
+    if cfg.holdout_fold:
+        if cfg.residual_of:
+            raise ValueError("--holdout-fold trains fold models of a first-stage net, not of a residual")
+        fold_index = holdout_split(len(ds["train"]), cfg.holdout_fold, cfg.seed)
+        keep_i, held_i = fold_index
+        full_train = tensors["train"]  # the frozen-stage cache is keyed by the whole split's images
+        ds["heldout"] = [ds["train"][i] for i in held_i]
+        ds["train"] = [ds["train"][i] for i in keep_i]
+        tensors["heldout"], tensors["train"] = full_train[held_i], full_train[keep_i]
     truth = {s: np.array([x.target(cfg.target) for x in ds[s]], dtype=np.float64) for s in ds}
 
     # ---- residual: the parent model
@@ -457,12 +512,18 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         start_stage = cfg.freeze_blocks
         feats = {}
         t_feat = time.monotonic()
+        n_eval_views = min(2, cfg.eval_views) if cfg.tta else 1
         for split in ds:
-            if cfg.prepare_only and cfg.prepare_splits and split not in cfg.prepare_splits:
+            if split == "heldout" or (cfg.prepare_only and cfg.prepare_splits and split not in cfg.prepare_splits):
                 continue
-            n_views = cfg.feature_views if split == "train" else (min(2, cfg.eval_views) if cfg.tta else 1)
-            feats[split] = _prefix_features(net, tensors[split], start_stage, n_views, cfg, device,
+            n_views = cfg.feature_views if split == "train" else n_eval_views
+            source = full_train if (split == "train" and fold_index is not None) else tensors[split]
+            feats[split] = _prefix_features(net, source, start_stage, n_views, cfg, device,
                                             cache_dir, desc=split)
+        if fold_index is not None and "train" in feats:
+            # views 0 and 1 of the training cache are the image and its mirror: the eval views
+            feats["heldout"] = feats["train"][:n_eval_views, fold_index[1]]
+            feats["train"] = feats["train"][:, fold_index[0]]
         print(f"frozen-stage features ready in {time.monotonic() - t_feat:.0f} s "
               f"({start_stage} stages, shapes {[tuple(v.shape) for v in feats.values()]})", flush=True)
     # ---- residual targets: the parent's predictions (through the shared frozen-stage features
@@ -472,7 +533,13 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         p0 = parent.stages[0]
         shared = (feats is not None and len(parent.stages) == 1 and p0.config["backbone"] == cfg.backbone
                   and p0.size == cfg.image_size and _same_stages(p0.net, net, start_stage))
+        crossfit = read_cross_fit_predictions(cfg.cross_fit_predictions, ds["train"]) if cfg.cross_fit_predictions else None
         for s in ds:
+            if s == "train" and crossfit is not None:
+                offsets[s] = crossfit
+                print(f"cross-fitted parent predictions on train ({len(cfg.cross_fit_predictions)} fold files): "
+                      f"MAE {np.abs(offsets[s] - truth[s]).mean():.3f}", flush=True)
+                continue
             if shared:
                 p0.net.to(device)
                 offsets[s] = _suffix_predict(p0.net, feats[s], start_stage, device, cfg.tta, use_amp).numpy().astype(np.float64)
@@ -678,6 +745,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", choices=["dex", "l1"], default=defaults.head)
     p.add_argument("--pretrained", choices=["imagenet", "none"], default=defaults.pretrained)
     p.add_argument("--residual-of", metavar="MODEL", help="train a Residual DEX on this model's residuals")
+    p.add_argument("--holdout-fold", metavar="k/K",
+                   help="leave fold k of K out of training; write its predictions (predictions_heldout.csv)")
+    p.add_argument("--cross-fit-predictions", metavar="CSV[,CSV...]", type=lambda v: v.split(","),
+                   help="residual: train on the parent recipe's held-out predictions (all K fold files)")
     p.add_argument("--no-init-from-parent", dest="init_from_parent", action="store_false")
     p.add_argument("--image-size", type=int, default=defaults.image_size)
     p.add_argument("--epochs", type=int, default=defaults.epochs)

@@ -304,3 +304,42 @@ def test_model_file_safety(trained, tmp_path):
     shutil.copy(trained["l1"].model_path, d / "parent.pt")
     with pytest.raises(ModelFileError, match="has changed"):
         AgePredictor.load(child)
+
+
+def test_cross_fitted_residual(tmp_path):
+    """Fold models leave one fold each out and predict it; the residual trains on those held-out
+    predictions (its own targets), while valid/test still use the parent's predictions."""
+    from modeling.train import holdout_split
+
+    kept, held = holdout_split(10, "2/3", seed=0)
+    assert len(held) in (3, 4) and not set(kept) & set(held) and len(kept) + len(held) == 10
+    folds = [holdout_split(10, f"{k}/3", seed=0)[1] for k in (1, 2, 3)]
+    assert sorted(np.concatenate(folds).tolist()) == list(range(10))  # every image held out once
+    for bad in ("2", "0/2", "3/2", "1/1", "a/b"):
+        with pytest.raises(ValueError):
+            holdout_split(10, bad, seed=0)
+
+    data = make_appa(tmp_path / "data", counts=(12, 6, 6))
+    common = dict(SMALL, cache_dir=str(tmp_path / ".cache"), eval_test=False, freeze_blocks=2, feature_views=2)
+    parent = train(TrainConfig(data=data, out=str(tmp_path / "parent"), **common))
+    fold_files = []
+    for k in (1, 2):
+        r = train(TrainConfig(data=data, out=str(tmp_path / f"fold{k}"), holdout_fold=f"{k}/2", **common))
+        assert r.metrics["heldout_real_mae"] >= 0
+        meta = load_model_file(r.model_path)["metadata"]
+        assert meta["split_sizes"]["train"] + meta["split_sizes"]["heldout"] == 12
+        fold_files.append(os.path.join(tmp_path, f"fold{k}", "predictions_heldout.csv"))
+    res = train(TrainConfig(data=data, out=str(tmp_path / "res"), residual_of=parent.model_path,
+                            cross_fit_predictions=fold_files, **common))
+    assert res.status == "finished" and os.path.isfile(res.model_path)
+
+    # bad input: one fold's file only, a missing file, a fold model of a residual
+    with pytest.raises(ValueError, match="cover"):
+        train(TrainConfig(data=data, out=str(tmp_path / "res1"), residual_of=parent.model_path,
+                          cross_fit_predictions=fold_files[:1], **common))
+    with pytest.raises(FileNotFoundError):
+        train(TrainConfig(data=data, out=str(tmp_path / "res2"), residual_of=parent.model_path,
+                          cross_fit_predictions=[str(tmp_path / "nope.csv")], **common))
+    with pytest.raises(ValueError, match="fold models"):
+        train(TrainConfig(data=data, out=str(tmp_path / "res3"), residual_of=parent.model_path,
+                          holdout_fold="1/2", **common))
