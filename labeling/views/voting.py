@@ -4,6 +4,8 @@ from django.http import Http404
 from django.shortcuts import render
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
@@ -100,8 +102,20 @@ class PhotoDetailView(APIView):
         )
 
 
+class DepthSafeJSONParser(JSONParser):
+    """DRF's JSON parser, with a 400 instead of a 500 for a body nested deeper than Python's
+    recursion limit (e.g. a thousand "[")."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
+
+
 class PhotoVotesView(APIView):
     throttle_classes = [VoteRateThrottle]
+    parser_classes = [DepthSafeJSONParser, FormParser, MultiPartParser]  # DRF's defaults, JSON depth-safe
 
     @extend_schema(
         summary="Guess how old the person looks",
@@ -122,18 +136,20 @@ class PhotoVotesView(APIView):
             outcome = cast_vote(voter=request.user, photo_id=pk, age=serializer.validated_data["age"])
         except VoteRejected as rejected:
             return Response({"detail": rejected.message}, status=rejected.status_code)
-        photo = outcome.photo
-        return Response(
-            {
-                "vote_id": outcome.vote.pk,
-                "age": outcome.vote.age,
-                "kept": outcome.vote.kept,
-                "points": outcome.points,
-                "pending": outcome.pending,
-                "votes_needed": outcome.votes_needed,
-                "consensus": _consensus(photo),
-                "real_age": photo.real_age if photo.show_real_age else None,
-                "predicted_apparent_age": photo.predicted_apparent_age,
-            },
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(vote_result(outcome), status=status.HTTP_201_CREATED)
+
+
+def vote_result(outcome) -> dict:
+    """The 201 answer to a vote (VoteResultSerializer's shape); also labeling.fast_vote's."""
+    photo = outcome.photo
+    return {
+        "vote_id": outcome.vote.pk,
+        "age": outcome.vote.age,
+        "kept": outcome.vote.kept,
+        "points": outcome.points,
+        "pending": outcome.pending,
+        "votes_needed": outcome.votes_needed,
+        "consensus": _consensus(photo),
+        "real_age": photo.real_age if photo.show_real_age else None,
+        "predicted_apparent_age": photo.predicted_apparent_age,
+    }
