@@ -57,6 +57,10 @@ def main(argv=None):
     parser.add_argument("--profile", type=int, default=0, help="print this many cProfile rows (tottime)")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--wsgi", action="store_true",
+        help="votes through appareal_site.wsgi.application (the lean vote route in front of Django), as gunicorn calls it",
+    )
     args = parser.parse_args(argv)
 
     import django
@@ -79,6 +83,26 @@ def main(argv=None):
     rng.shuffle(players)
     boards = [("global", "all"), ("global", "week"), ("friends", "all"), ("friends", "week")]
     client = Client()
+    if args.wsgi:
+        import io
+        import json
+
+        from appareal_site.wsgi import application
+
+        def wsgi_post(path, body: bytes, token: str):
+            environ = {
+                "REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
+                "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+                "wsgi.version": (1, 0), "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+                "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "HTTP_AUTHORIZATION": f"Token {token}",
+            }
+            answer = {}
+            chunks = application(environ, lambda status, headers: answer.update(status=status))
+            b"".join(chunks)
+            getattr(chunks, "close", lambda: None)()
+            answer["status_code"] = int(answer["status"].split()[0])
+            return type("Answer", (), answer)
 
     def request(i: int):
         player = players[i % len(players)]
@@ -87,6 +111,8 @@ def main(argv=None):
             photo_id, owner = rng.choice(photos)
             while owner == player:
                 photo_id, owner = rng.choice(photos)
+            if args.wsgi:
+                return wsgi_post(f"/api/photos/{photo_id}/votes/", json.dumps({"age": rng.randint(5, 80)}).encode(), token_for(player))
             return client.post(f"/api/photos/{photo_id}/votes/", {"age": rng.randint(5, 80)}, content_type="application/json", **headers)
         if args.mode == "next":
             return client.get("/api/photos/next/", **headers)

@@ -36,14 +36,24 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
+from django.utils import timezone
 from django.utils.log import log_response
 from rest_framework.exceptions import Throttled
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
 from appareal_site.authentication import active_user_id
-from labeling.services.votes import MAX_AGE, MIN_AGE, VoteRejected, cast_vote_by, take_vote_token
-from labeling.views.voting import PhotoVotesView, vote_result
+from labeling.services.votes import (
+    MAX_AGE,
+    MIN_AGE,
+    VoteRejected,
+    cast_vote_by,
+    rejection_for,
+    store_vote,
+    take_vote_token,
+    votes_in_database,
+)
+from labeling.views.voting import PhotoVotesView, stored_vote_result, vote_result
 
 # What Django's URL pattern "api/" + "photos/<int:pk>/votes/" matches (the int converter: [0-9]+).
 VOTE_PATH = re.compile(r"/api/photos/([0-9]+)/votes/")
@@ -89,6 +99,7 @@ class VoteFastPath:
         self._view_headers = PhotoVotesView().default_response_headers
         self._security = SecurityMiddleware(lambda request: None)
         self._frame_options = XFrameOptionsMiddleware(lambda request: None)
+        self._created_headers_by_key = {}
 
     def __call__(self, environ, start_response):
         if (
@@ -98,14 +109,15 @@ class VoteFastPath:
         ):
             match = VOTE_PATH.fullmatch(environ.get("PATH_INFO", ""))
             if match is not None:
-                response = self._handle(environ, int(match[1]))
-                if response is not None:
-                    start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
-                    return [response.content]
+                answer = self._handle(environ, int(match[1]))
+                if answer is not None:
+                    status, headers, body = answer
+                    start_response(status, headers)
+                    return [body]
         return self.application(environ, start_response)
 
-    def _handle(self, environ, photo_id: int) -> HttpResponse | None:
-        """The response, or None to hand the request to Django."""
+    def _handle(self, environ, photo_id: int):
+        """(status line, headers, body), or None to hand the request to Django."""
         if environ.get("QUERY_STRING") or environ.get("SCRIPT_NAME"):
             return None
         if environ.get("HTTP_ACCEPT", "") not in JSON_ACCEPTS:
@@ -141,34 +153,54 @@ class VoteFastPath:
             voter_id = active_user_id(key)
             if voter_id is None:
                 return None  # unknown token or inactive user: DRF's 401
-            response = self._vote(voter_id, photo_id, age)
+            status, data, extra_headers = self._vote(voter_id, photo_id, age)
         except Exception as exc:  # as Django's handler: logged, and its 500 page
-            response = response_for_exception(request, exc)
+            return self._answer(request, response_for_exception(request, exc))
         finally:
             signals.request_finished.send(sender=self.__class__)
-        return self._finish(request, response)
+        content = self._renderer.render(data)
+        if status == 201:  # the common answer: headers worked out once
+            return "201 Created", [*self._created_headers(request), ("Content-Length", str(len(content)))], content
+        response = HttpResponse(content, status=status, content_type="application/json")
+        for name, value in {**extra_headers, **self._view_headers}.items():
+            response.headers[name] = value
+        return self._answer(request, response)
 
-    def _vote(self, voter_id: int, photo_id: int, age: int) -> HttpResponse:
-        headers = {}
+    def _vote(self, voter_id: int, photo_id: int, age: int) -> tuple[int, dict, dict]:
+        """(status, data, extra headers): DRF's throttle check, then the vote."""
         wait = take_vote_token(voter_id)
         if wait is not None:
             # DRF's answer, from the project's exception handler (message and Retry-After).
             refused = api_settings.EXCEPTION_HANDLER(Throttled(wait), {})
-            status, data = refused.status_code, refused.data
-            headers = {k: v for k, v in refused.headers.items() if k != "Content-Type"}
-        else:
-            try:
-                outcome = cast_vote_by(voter_id, photo_id=photo_id, age=age)
-            except VoteRejected as rejected:
-                status, data = rejected.status_code, {"detail": rejected.message}
-            else:
-                status, data = 201, vote_result(outcome)
-        response = HttpResponse(self._renderer.render(data), status=status, content_type="application/json")
-        for name, value in {**headers, **self._view_headers}.items():
-            response.headers[name] = value
-        return response
+            return refused.status_code, refused.data, {k: v for k, v in refused.headers.items() if k != "Content-Type"}
+        if votes_in_database():
+            row = store_vote(voter_id, photo_id, age, timezone.now())
+            if row.status != 201:
+                rejected = rejection_for(row.status)
+                return rejected.status_code, {"detail": rejected.message}, {}
+            return 201, stored_vote_result(row, age), {}
+        try:
+            outcome = cast_vote_by(voter_id, photo_id=photo_id, age=age)
+        except VoteRejected as rejected:
+            return rejected.status_code, {"detail": rejected.message}, {}
+        return 201, vote_result(outcome), {}
 
-    def _finish(self, request, response: HttpResponse) -> HttpResponse:
+    def _created_headers(self, request) -> list[tuple[str, str]]:
+        """The headers of a 201 (all but Content-Length), from a template response run through
+        `_answer` once per scheme and X-Frame-Options setting (the middleware read the rest of
+        their settings when created)."""
+        key = (request.is_secure(), settings.X_FRAME_OPTIONS)
+        headers = self._created_headers_by_key.get(key)
+        if headers is None:
+            template = HttpResponse(b"", status=201, content_type="application/json")
+            for name, value in self._view_headers.items():
+                template.headers[name] = value
+            _, headers, _ = self._answer(request, template)
+            headers = [(name, value) for name, value in headers if name != "Content-Length"]
+            self._created_headers_by_key[key] = headers
+        return headers
+
+    def _answer(self, request, response: HttpResponse):
         """The response-side work of Django's handler and middleware that applies to this answer."""
         if response.status_code >= 400:  # Django's handler logs these (django.request)
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
@@ -176,4 +208,4 @@ class VoteFastPath:
         response = self._frame_options.process_response(request, response)
         if not response.has_header("Content-Length"):  # CommonMiddleware
             response.headers["Content-Length"] = str(len(response.content))
-        return response
+        return f"{response.status_code} {response.reason_phrase}", list(response.items()), response.content

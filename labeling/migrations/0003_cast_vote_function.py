@@ -15,8 +15,9 @@ languages):
 - the scoring of votes that became scorable with the new vote = `labeling.scoring.settle_scores`
   with `check_from` = the new vote's position (and `points_for_error`'s table);
 - `votes_needed` = `labeling.scoring.votes_still_needed`;
-- the ledger rows and totals = `leaderboard.services` (totals rows created first with 0 points,
-  then incremented in user order; the level triggers of leaderboard/0002 fire as before);
+- the ledger rows and totals = `leaderboard.services` (missing totals rows created first with 0
+  points, then incremented, rows and levels locked in the same order; the level triggers of
+  leaderboard/0002 keep the histograms);
 - the outlier flag = `labeling.services.votes._flag_if_outlier`.
 
 The pure Python cores stay the reference: tests/labeling/test_vote_function.py plays many random
@@ -104,6 +105,7 @@ DECLARE
     j int;
     error float8;
     award_week date;
+    players bigint[];
     recent int;
     dropped int;
 BEGIN
@@ -220,22 +222,40 @@ BEGIN
 
     IF array_length(award_users, 1) > 0 THEN
         award_week := date_trunc('week', now AT TIME ZONE 'UTC')::date;
-        -- Totals rows first, with 0 points, in a statement of their own (see
-        -- leaderboard.services._totals_statements: no level locks taken in two orders).
-        INSERT INTO leaderboard_playertotal (user_id, points)
-        SELECT DISTINCT u, 0 FROM unnest(award_users) u ORDER BY u
-        ON CONFLICT (user_id) DO NOTHING;
-        INSERT INTO leaderboard_playerweektotal (user_id, week, points)
-        SELECT DISTINCT u, award_week, 0 FROM unnest(award_users) u ORDER BY u
-        ON CONFLICT (user_id, week) DO NOTHING;
+        players := ARRAY(SELECT DISTINCT u FROM unnest(award_users) u ORDER BY u);
+        -- The totals rows, created with 0 points where missing (a 0 is no level: no level lock) in
+        -- statements of their own, before any increment (see leaderboard.services._totals_statements).
+        -- Usually they all exist: checking costs less than the inserts and their level triggers.
+        IF (SELECT count(*) FROM leaderboard_playertotal t WHERE t.user_id = ANY(players)) < cardinality(players) THEN
+            INSERT INTO leaderboard_playertotal (user_id, points)
+            SELECT u, 0 FROM unnest(players) u ORDER BY u
+            ON CONFLICT (user_id) DO NOTHING;
+        END IF;
+        IF (SELECT count(*) FROM leaderboard_playerweektotal w WHERE w.user_id = ANY(players) AND w.week = award_week)
+           < cardinality(players) THEN
+            INSERT INTO leaderboard_playerweektotal (user_id, week, points)
+            SELECT u, award_week, 0 FROM unnest(players) u ORDER BY u
+            ON CONFLICT (user_id, week) DO NOTHING;
+        END IF;
         INSERT INTO leaderboard_pointsaward (user_id, reason, points, photo_id, vote_id, scored_against, awarded_at, week)
         SELECT u, 'vote', p, photo, v, a, now, award_week FROM unnest(award_users, award_votes, award_points, award_against) t(u, v, p, a);
-        INSERT INTO leaderboard_playertotal (user_id, points)
-        SELECT u, sum(p) FROM unnest(award_users, award_points) t(u, p) GROUP BY u ORDER BY u
-        ON CONFLICT (user_id) DO UPDATE SET points = leaderboard_playertotal.points + EXCLUDED.points;
-        INSERT INTO leaderboard_playerweektotal (user_id, week, points)
-        SELECT u, award_week, sum(p) FROM unnest(award_users, award_points) t(u, p) GROUP BY u ORDER BY u
-        ON CONFLICT (user_id, week) DO UPDATE SET points = leaderboard_playerweektotal.points + EXCLUDED.points;
+        -- Increments as plain UPDATEs (the rows exist): only the levels' UPDATE trigger fires. Rows
+        -- and levels are locked in the order every writer uses: all-time totals in user order, their
+        -- levels, weekly totals in user order, their levels. (An UPDATE with a join locks in no set
+        -- order, so with several players the rows are locked in order first.)
+        IF cardinality(players) > 1 THEN
+            PERFORM 1 FROM leaderboard_playertotal t WHERE t.user_id = ANY(players) ORDER BY t.user_id FOR UPDATE;
+        END IF;
+        UPDATE leaderboard_playertotal t SET points = t.points + g.p
+          FROM (SELECT u, sum(p) AS p FROM unnest(award_users, award_points) x(u, p) GROUP BY u) g
+         WHERE t.user_id = g.u;
+        IF cardinality(players) > 1 THEN
+            PERFORM 1 FROM leaderboard_playerweektotal w WHERE w.user_id = ANY(players) AND w.week = award_week
+              ORDER BY w.user_id FOR UPDATE;
+        END IF;
+        UPDATE leaderboard_playerweektotal w SET points = w.points + g.p
+          FROM (SELECT u, sum(p) AS p FROM unnest(award_users, award_points) x(u, p) GROUP BY u) g
+         WHERE w.user_id = g.u AND w.week = award_week;
     END IF;
 
     -- Only a dropped vote can push a player over the share (labeling.services.votes._flag_if_outlier).

@@ -28,6 +28,7 @@ Two implementations of one vote, same rows and same answers:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -404,42 +405,86 @@ _ANSWERED_FIELDS = [
 ]
 
 
-def _cast_vote_in_database(voter_id: int, photo_id: int, age: int) -> VoteOutcome:
-    """The whole vote as one call of `labeling_cast_vote`: one statement, so in autocommit one
-    transaction and one round trip. Same checks, rows and answer as the Python path."""
+class StoredVote(NamedTuple):
+    """What `labeling_cast_vote` answers (status 201: stored; 403, 404, 409: refused, nothing written)."""
+
+    status: int
+    vote_id: int | None
+    kept: bool | None
+    earns: bool | None
+    points: int | None
+    votes_needed: int | None
+    voter_kind: str | None
+    owner_id: int | None
+    n_votes: int | None
+    n_kept: int | None
+    apparent_age: float | None
+    apparent_age_std: float | None
+    apparent_age_se: float | None
+    real_age: int | None
+    show_real_age: bool | None
+    predicted_apparent_age: float | None
+    award_users: list | None
+    award_votes: list | None
+    award_points: list | None
+    award_against: list | None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.earns) and self.points is None
+
+
+def store_vote(voter_id: int, photo_id: int, age: int, created) -> StoredVote:
+    """PostgreSQL: the whole vote as one call of `labeling_cast_vote` (one statement: in autocommit
+    one transaction and one round trip). The age must be valid already (`validate_age`); `created`
+    is the vote's time (timezone.now()). Checks, rows and answer are the Python path's."""
     if not 0 < photo_id < 2**63:  # beyond a bigint: no such photo (and no driver overflow error)
-        raise PhotoNotFound(NOT_FOUND_MESSAGE)
+        return StoredVote(404, *([None] * 19))
     options = settings.APPAREAL
+    return StoredVote._make(
+        db.fetch(
+            _CAST_VOTE_SQL,
+            [
+                voter_id, photo_id, age, created,
+                int(options["OUTLIER_MIN_VOTES"]), float(options["OUTLIER_MAD_K"]), float(options["OUTLIER_MIN_YEARS"]),
+                int(options["SCORING_MIN_OTHER_VOTES"]),
+                int(options["OUTLIER_FLAG_WINDOW"]), float(options["OUTLIER_FLAG_SHARE"]),
+            ],
+        )[0]
+    )
+
+
+def rejection_for(status: int) -> VoteRejected:
+    """The exception for a refusal status of `store_vote`."""
+    rejection, message = _REJECTION_BY_STATUS[status]
+    return rejection(message)
+
+
+def _cast_vote_in_database(voter_id: int, photo_id: int, age: int) -> VoteOutcome:
+    """`store_vote`, answered as the Python path answers (model instances, exceptions)."""
     created = timezone.now()
-    (
-        code, vote_id, kept, earns, points, needed, kind, owner_id,
-        n_votes, n_kept, apparent_age, std, se, real_age, show_real_age, predicted,
-        award_users, award_votes, award_points, award_against,
-    ) = db.fetch(
-        _CAST_VOTE_SQL,
-        [
-            voter_id, photo_id, age, created,
-            int(options["OUTLIER_MIN_VOTES"]), float(options["OUTLIER_MAD_K"]), float(options["OUTLIER_MIN_YEARS"]),
-            int(options["SCORING_MIN_OTHER_VOTES"]),
-            int(options["OUTLIER_FLAG_WINDOW"]), float(options["OUTLIER_FLAG_SHARE"]),
-        ],
-    )[0]
-    if code != 201:
-        rejection, message = _REJECTION_BY_STATUS[code]
-        raise rejection(message)
+    row = store_vote(voter_id, photo_id, age, created)
+    if row.status != 201:
+        raise rejection_for(row.status)
     values = {
-        "id": photo_id, "owner_id": owner_id, "status": PhotoStatus.ACTIVE, "real_age": real_age,
-        "show_real_age": show_real_age, "predicted_apparent_age": predicted, "n_votes": n_votes, "n_kept": n_kept,
-        "apparent_age": apparent_age, "apparent_age_std": std, "apparent_age_se": se,
+        "id": photo_id, "owner_id": row.owner_id, "status": PhotoStatus.ACTIVE, "real_age": row.real_age,
+        "show_real_age": row.show_real_age, "predicted_apparent_age": row.predicted_apparent_age,
+        "n_votes": row.n_votes, "n_kept": row.n_kept, "apparent_age": row.apparent_age,
+        "apparent_age_std": row.apparent_age_std, "apparent_age_se": row.apparent_age_se,
     }
     photo = Photo.from_db(connection.alias, _ANSWERED_FIELDS, [values[f] for f in _ANSWERED_FIELDS])
-    vote = Vote(id=vote_id, photo_id=photo_id, voter_id=voter_id, age=age, voter_kind=kind, kept=kept, created_at=created)
+    vote = Vote(
+        id=row.vote_id, photo_id=photo_id, voter_id=voter_id, age=age, voter_kind=row.voter_kind, kept=row.kept,
+        created_at=created,
+    )
     vote._state.adding, vote._state.db = False, connection.alias
     awards = [
-        vote_award(user_id=user_id, photo_id=photo_id, vote_id=awarded_vote, points=award, against=against, awarded_at=created)
-        for user_id, awarded_vote, award, against in zip(award_users, award_votes, award_points, award_against)
+        vote_award(user_id=user_id, photo_id=photo_id, vote_id=awarded_vote, points=points, against=against, awarded_at=created)
+        for user_id, awarded_vote, points, against in zip(row.award_users, row.award_votes, row.award_points, row.award_against)
     ]
-    return VoteOutcome(vote=vote, photo=photo, earns_points=earns, points=points, votes_needed=needed, awards=awards)
+    return VoteOutcome(
+        vote=vote, photo=photo, earns_points=row.earns, points=row.points, votes_needed=row.votes_needed, awards=awards
+    )
 
 
 def refresh_consensus(photo_id: int) -> Photo:

@@ -139,6 +139,28 @@ class PhotoVotesView(APIView):
         return Response(vote_result(outcome), status=status.HTTP_201_CREATED)
 
 
+def stored_vote_result(row, age: int) -> dict:
+    """The same answer from the row of `labeling.services.votes.store_vote` (labeling.fast_vote's
+    route on PostgreSQL: no model instances to build)."""
+    return {
+        "vote_id": row.vote_id,
+        "age": age,
+        "kept": row.kept,
+        "points": row.points,
+        "pending": row.pending,
+        "votes_needed": row.votes_needed,
+        "consensus": {
+            "apparent_age": row.apparent_age,
+            "apparent_age_std": row.apparent_age_std,
+            "apparent_age_se": row.apparent_age_se,
+            "n_votes": row.n_votes,
+            "n_kept": row.n_kept,
+        },
+        "real_age": row.real_age if row.show_real_age else None,
+        "predicted_apparent_age": row.predicted_apparent_age,
+    }
+
+
 def vote_result(outcome) -> dict:
     """The 201 answer to a vote (VoteResultSerializer's shape); also labeling.fast_vote's."""
     photo = outcome.photo
