@@ -34,7 +34,7 @@ CONSENSUS_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION labeling_consensus(
     ages int[], min_votes int, mad_k float8, min_years float8,
     OUT n_votes int, OUT n_kept int, OUT mean float8, OUT std float8, OUT se float8, OUT kept bool[]
-) LANGUAGE plpgsql IMMUTABLE AS $$
+) LANGUAGE plpgsql AS $$
 DECLARE
     n int := coalesce(array_length(ages, 1), 0);
     half int := n / 2;
@@ -84,7 +84,7 @@ CREATE OR REPLACE FUNCTION labeling_cast_vote(
     OUT n_votes int, OUT n_kept int, OUT apparent_age float8, OUT apparent_age_std float8, OUT apparent_age_se float8,
     OUT real_age int, OUT show_real_age bool, OUT predicted_apparent_age float8,
     OUT award_users bigint[], OUT award_votes bigint[], OUT award_points int[], OUT award_against float8[]
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     already_flagged bool;
     ids bigint[];
@@ -157,7 +157,8 @@ BEGIN
         END IF;
     END LOOP;
     counting_total := coalesce(array_length(counting_ages, 1), 0);
-    SELECT * INTO everyone FROM labeling_consensus(counting_ages, min_votes, mad_k, min_years);
+    -- (Called as an assignment, PL/pgSQL's "simple expression": planned once, no executor start-up.)
+    everyone := labeling_consensus(counting_ages, min_votes, mad_k, min_years);
     new_flags := everyone.kept;
     kept := new_counts AND new_flags[position_in_counting[n]];
 
@@ -200,8 +201,7 @@ BEGIN
         CONTINUE WHEN counting_total - (position_in_counting[i] > 0)::int < min_others AND i < n;
         IF position_in_counting[i] > 0 THEN
             j := position_in_counting[i];
-            SELECT * INTO others
-              FROM labeling_consensus(counting_ages[1:j - 1] || counting_ages[j + 1:], min_votes, mad_k, min_years);
+            others := labeling_consensus(counting_ages[1:j - 1] || counting_ages[j + 1:], min_votes, mad_k, min_years);
         ELSE
             others := everyone;
         END IF;
@@ -241,21 +241,23 @@ BEGIN
         SELECT u, 'vote', p, photo, v, a, now, award_week FROM unnest(award_users, award_votes, award_points, award_against) t(u, v, p, a);
         -- Increments as plain UPDATEs (the rows exist): only the levels' UPDATE trigger fires. Rows
         -- and levels are locked in the order every writer uses: all-time totals in user order, their
-        -- levels, weekly totals in user order, their levels. (An UPDATE with a join locks in no set
-        -- order, so with several players the rows are locked in order first.)
-        IF cardinality(players) > 1 THEN
+        -- levels, weekly totals in user order, their levels.
+        IF cardinality(players) = 1 THEN  -- the usual case: one award (the votes on a photo are all by different players)
+            UPDATE leaderboard_playertotal t SET points = t.points + award_points[1] WHERE t.user_id = players[1];
+            UPDATE leaderboard_playerweektotal w SET points = w.points + award_points[1]
+             WHERE w.user_id = players[1] AND w.week = award_week;
+        ELSE
+            -- (An UPDATE with a join locks in no set order: the rows are locked in order first.)
             PERFORM 1 FROM leaderboard_playertotal t WHERE t.user_id = ANY(players) ORDER BY t.user_id FOR UPDATE;
-        END IF;
-        UPDATE leaderboard_playertotal t SET points = t.points + g.p
-          FROM (SELECT u, sum(p) AS p FROM unnest(award_users, award_points) x(u, p) GROUP BY u) g
-         WHERE t.user_id = g.u;
-        IF cardinality(players) > 1 THEN
+            UPDATE leaderboard_playertotal t SET points = t.points + g.p
+              FROM (SELECT u, sum(p) AS p FROM unnest(award_users, award_points) x(u, p) GROUP BY u) g
+             WHERE t.user_id = g.u;
             PERFORM 1 FROM leaderboard_playerweektotal w WHERE w.user_id = ANY(players) AND w.week = award_week
               ORDER BY w.user_id FOR UPDATE;
+            UPDATE leaderboard_playerweektotal w SET points = w.points + g.p
+              FROM (SELECT u, sum(p) AS p FROM unnest(award_users, award_points) x(u, p) GROUP BY u) g
+             WHERE w.user_id = g.u AND w.week = award_week;
         END IF;
-        UPDATE leaderboard_playerweektotal w SET points = w.points + g.p
-          FROM (SELECT u, sum(p) AS p FROM unnest(award_users, award_points) x(u, p) GROUP BY u) g
-         WHERE w.user_id = g.u AND w.week = award_week;
     END IF;
 
     -- Only a dropped vote can push a player over the share (labeling.services.votes._flag_if_outlier).
