@@ -170,6 +170,8 @@ def main(argv=None):
         run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)
         run([PY, "bench/bench_game_seed.py", "--players", str(args.players), "--photos", str(args.photos), "--votes", str(args.votes)], env)
         say(f"seeded {args.players} players, {args.photos} photos, {args.votes} votes in {time.perf_counter() - t0:.0f} s")
+    else:
+        run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env)  # the code's schema and SQL functions
     if args.seed_only:
         return
 

@@ -261,7 +261,10 @@ BEGIN
     END IF;
 
     -- Only a dropped vote can push a player over the share (labeling.services.votes._flag_if_outlier).
-    IF new_counts AND NOT already_flagged AND NOT kept AND flag_window > 0 THEN
+    IF new_counts AND NOT already_flagged AND NOT kept AND flag_window > 0
+       -- most players have fewer votes than the window: counted from the index alone, no heap reads
+       AND (SELECT count(*) FROM (SELECT v.created_at FROM labeling_vote v WHERE v.voter_id = voter
+                                  ORDER BY v.created_at DESC LIMIT flag_window) r) >= flag_window THEN
         SELECT count(*), count(*) FILTER (WHERE NOT r.kept) INTO recent, dropped
           FROM (SELECT v.kept FROM labeling_vote v WHERE v.voter_id = voter ORDER BY v.created_at DESC LIMIT flag_window) r;
         IF recent >= flag_window AND dropped::float8 / recent::float8 > flag_share THEN

@@ -532,9 +532,118 @@ return {allowed, tostring(wait)}
 """
 
 
+class LeanRedisUnavailable(Exception):
+    """The lean client could not answer (connection, protocol or server error): use redis-py."""
+
+
+def _resp_command(*parts) -> bytes:
+    """One Redis command in RESP2, values encoded as redis-py encodes them (floats by repr)."""
+    encoded = [p if isinstance(p, bytes) else (repr(p) if isinstance(p, float) else str(p)).encode() for p in parts]
+    return b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)
+
+
+def _resp_reply(stream):
+    """One RESP2 reply read from a buffered socket file; a server error raises."""
+    line = stream.readline()
+    if not line.endswith(b"\r\n"):
+        raise LeanRedisUnavailable("connection closed")
+    kind, value = line[:1], line[1:-2]
+    if kind == b"*":
+        return [_resp_reply(stream) for _ in range(int(value))]
+    if kind == b":":
+        return int(value)
+    if kind == b"$":
+        if int(value) < 0:
+            return None
+        data = stream.read(int(value) + 2)
+        if len(data) != int(value) + 2:
+            raise LeanRedisUnavailable("connection closed")
+        return data[:-2]
+    if kind == b"+":
+        return value
+    raise LeanRedisUnavailable(value.decode(errors="replace"))  # "-ERR ...", "-NOSCRIPT ..."
+
+
+class LeanRedisScript:
+    """The bucket script sent by EVALSHA over a plain socket kept per thread.
+
+    Why: redis-py spends about as much CPU on one command (connection pool, command objects,
+    retries, a pure-Python reply parser) as the rest of a vote's Python. This client knows one
+    command and one reply shape. Used only for a single plain `redis://host:port/db` location (no
+    password, no TLS); on any failure the socket is dropped and the caller uses redis-py, which
+    raises as before when Redis is really down.
+    """
+
+    def __init__(self, host: str, port: int, db: int, script: str):
+        import hashlib
+        import threading
+
+        self.host, self.port, self.db = host, port, db
+        self.script = script.encode()
+        self.sha = hashlib.sha1(self.script).hexdigest().encode()
+        self._local = threading.local()
+
+    @classmethod
+    def for_location(cls, location: str, script: str) -> LeanRedisScript | None:
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(location)
+            if url.scheme != "redis" or url.username or url.password or url.query or not url.hostname:
+                return None
+            db = int(url.path.strip("/") or 0)
+            return cls(url.hostname, url.port or 6379, db, script)
+        except ValueError:
+            return None
+
+    def _stream(self):
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            import socket
+
+            sock = socket.create_connection((self.host, self.port), timeout=5)
+            self._local.sock = sock
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = sock.makefile("rwb")
+            if self.db:
+                stream.write(_resp_command(b"SELECT", self.db))
+                stream.flush()
+                _resp_reply(stream)
+            self._local.stream = stream
+        return stream
+
+    def drop(self) -> None:
+        """Closes this thread's connection (the next call opens a new one)."""
+        for name in ("stream", "sock"):
+            thing = getattr(self._local, name, None)
+            setattr(self._local, name, None)
+            if thing is not None:
+                try:
+                    thing.close()
+                except OSError:
+                    pass
+
+    def __call__(self, key: str, *args) -> list:
+        try:
+            stream = self._stream()
+            stream.write(_resp_command(b"EVALSHA", self.sha, 1, key, *args))
+            stream.flush()
+            try:
+                return _resp_reply(stream)
+            except LeanRedisUnavailable as error:
+                if not str(error).startswith("NOSCRIPT"):
+                    raise
+                stream.write(_resp_command(b"EVAL", self.script, 1, key, *args))  # loads it too
+                stream.flush()
+                return _resp_reply(stream)
+        except (OSError, ValueError, LeanRedisUnavailable) as error:
+            self.drop()
+            raise LeanRedisUnavailable(str(error)) from error
+
+
 def _redis_bucket():
-    """(cache backend, the Lua bucket registered on its Redis client), or None when the cache is
-    not Redis.
+    """(cache backend, the Lua bucket registered on its Redis client, the lean client or None), or
+    None when the cache is not Redis.
 
     `django.core.cache.cache` is a proxy (an isinstance check on it is always false), so the
     backend is looked up in `caches`. Django's Redis cache builds a new client object on every
@@ -547,11 +656,15 @@ def _redis_bucket():
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    script = getattr(backend, "_appareal_vote_bucket", None)
-    if script is None:
+    bucket = getattr(backend, "_appareal_vote_bucket", None)
+    if bucket is None:
         script = backend._cache.get_client(write=True).register_script(_REDIS_BUCKET)
-        backend._appareal_vote_bucket = script
-    return backend, script
+        servers = backend._cache._servers
+        lean = None
+        if len(servers) == 1 and getattr(settings, "APPAREAL_LEAN_REDIS", True):
+            lean = LeanRedisScript.for_location(servers[0], _REDIS_BUCKET)
+        bucket = backend._appareal_vote_bucket = (backend, script, lean)
+    return bucket
 
 
 def take_vote_token(user_id: int) -> float | None:
@@ -570,8 +683,15 @@ def take_vote_token(user_id: int) -> float | None:
     if redis_bucket is not None:
         # The Django cache API has no compare-and-set, so the bucket runs as one Lua script:
         # atomic across gunicorn workers, one round trip.
-        backend, script = redis_bucket
-        allowed, wait = script(keys=[backend.make_and_validate_key(name)], args=[rate, burst, now])
+        backend, script, lean = redis_bucket
+        key = backend.make_and_validate_key(name)
+        answer = None
+        if lean is not None:
+            try:
+                answer = lean(key, rate, burst, now)
+            except LeanRedisUnavailable:
+                pass
+        allowed, wait = answer or script(keys=[key], args=[rate, burst, now])
         return None if int(allowed) else float(wait)
     # Other caches (local memory in development): per process and not atomic, good enough there.
     tokens, last = cache.get(name, (burst, now))
