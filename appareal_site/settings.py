@@ -113,6 +113,9 @@ APPAREAL_VOTE_FUNCTION = env_bool("APPAREAL_VOTE_FUNCTION", True)
 # The lean WSGI route for token-authenticated POST /api/photos/{id}/votes/ (labeling/fast_vote.py);
 # off: every vote goes through Django's middleware and the DRF view.
 APPAREAL_VOTE_FAST_PATH = env_bool("APPAREAL_VOTE_FAST_PATH", True)
+# The vote rate limit's Redis script over a lean per-thread socket (labeling/services/votes.py);
+# off, or for a Redis location with a password or TLS: redis-py.
+APPAREAL_LEAN_REDIS = env_bool("APPAREAL_LEAN_REDIS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite: wait for the writer lock instead of failing at once under the dev server's threads.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

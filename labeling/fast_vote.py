@@ -15,8 +15,8 @@ Everything else is handed to Django untouched (the body, once read here, is put 
 methods and paths, no or another Authorization scheme (the browser page's session and CSRF),
 a query string, an Accept header other than JSON, another content type or charset, a body that is
 not a JSON object with a whole-number `age` between 0 and 100 (every 400 comes from DRF), an
-unknown token or an inactive user (401 from DRF), a host not in ALLOWED_HOSTS, and settings that
-redirect (SECURE_SSL_REDIRECT on plain HTTP, PREPEND_WWW) or filter user agents. Nothing is written
+unknown token or an inactive user (401 from DRF), a host not in ALLOWED_HOSTS, plain HTTP when
+SECURE_SSL_REDIRECT is on, and the settings PREPEND_WWW and DISALLOWED_USER_AGENTS. Nothing is written
 before that decision, so handing over changes nothing. Answered here: 201, 403, 404, 409, 429
 (and a 500 from Django's own handler should the database fail).
 
@@ -140,13 +140,15 @@ class VoteFastPath:
         age = whole_age(body)
         if age is None:
             return None
-        if settings.SECURE_SSL_REDIRECT or settings.PREPEND_WWW or settings.DISALLOWED_USER_AGENTS:
+        if settings.PREPEND_WWW or settings.DISALLOWED_USER_AGENTS:
             return None
         request = WSGIRequest(environ)
         try:
             request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it
         except DisallowedHost:
             return None
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            return None  # SecurityMiddleware's redirect to HTTPS
 
         signals.request_started.send(sender=self.__class__, environ=environ)
         try:

@@ -140,6 +140,29 @@ def test_201_same_as_djangos(apps, n_prior, settings):
     assert answers[0][0] == "201 Created"
 
 
+def test_201_same_as_djangos_over_https_with_production_security_settings(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    django_app = WSGIHandler()  # (the middleware read these settings when created)
+    fast = VoteFastPath(django_app)
+    photos = _twin_photos(5)
+    answers = []
+    for app, photo in zip((fast, django_app), photos):
+        environ = environ_for(votes_path(photo.pk), body=age_body(33), token=token_of(make_user()),
+                              HTTP_X_FORWARDED_PROTO="https")
+        status, headers, body = call(app, environ)
+        data = json.loads(body)
+        data.pop("vote_id")
+        headers.pop("Content-Length")
+        answers.append((status, headers, data))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == "201 Created" and "Strict-Transport-Security" in answers[0][1]
+    recorder = Recorder()  # plain HTTP: Django redirects
+    environ = environ_for(votes_path(photos[0].pk), body=age_body(33), token=token_of(make_user()))
+    assert call(VoteFastPath(recorder), environ)[0].startswith("418")
+
+
 def test_refusals_same_as_djangos_and_write_nothing(apps, settings):
     fast, django_app = apps
     owner, voter = make_user(), make_user()
@@ -261,7 +284,10 @@ def test_everything_else_goes_to_django(settings):
     recorder = Recorder()
     assert call(VoteFastPath(recorder), environ_for(path, body=body, token=key))[0].startswith("418")
     settings.APPAREAL_VOTE_FAST_PATH = True
-    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_SSL_REDIRECT = True  # on plain HTTP: SecurityMiddleware's redirect
+    assert call(VoteFastPath(recorder), environ_for(path, body=body, token=key))[0].startswith("418")
+    settings.SECURE_SSL_REDIRECT = False
+    settings.PREPEND_WWW = True
     assert call(VoteFastPath(recorder), environ_for(path, body=body, token=key))[0].startswith("418")
     assert not Vote.objects.exists()
 
