@@ -62,3 +62,25 @@ def active_user_id(key: str) -> int | None:
     if not rows or not rows[0][1]:
         return None
     return rows[0][0]
+
+
+# API token key -> user id, remembered per process for labeling.fast_vote, so that a vote needs no
+# separate round trip for its token. Never trusted alone: the vote's database function checks the
+# token again (still this user's, user still active) in the vote's own transaction, and the fast
+# route forgets the key and hands the request to DRF (401) when it is not.
+_TOKEN_USERS: dict[str, int] = {}
+_TOKEN_USERS_MAX = 100_000  # then start again (a dict of ints: a few MB at most)
+
+
+def remembered_token_user(key: str) -> int | None:
+    return _TOKEN_USERS.get(key)
+
+
+def remember_token_user(key: str, user_id: int) -> None:
+    if len(_TOKEN_USERS) >= _TOKEN_USERS_MAX:
+        _TOKEN_USERS.clear()
+    _TOKEN_USERS[key] = user_id
+
+
+def forget_token_user(key: str) -> None:
+    _TOKEN_USERS.pop(key, None)

@@ -5,7 +5,9 @@ Why: through Django's handler a vote spent more CPU in the framework (nine middl
 resolution, DRF's request, content negotiation, authentication, permission and throttle classes,
 serializer, renderer) than in its own work. This route, wrapped around Django's WSGI application
 (appareal_site/wsgi.py), does only what that stack does for this one common case, with the same
-code where it matters: the same token lookup and checks (appareal_site.authentication), the same
+code where it matters: the same token checks (appareal_site.authentication: on PostgreSQL a token
+seen before is checked again inside the vote's own statement instead of in a round trip of its
+own; when it fails the request goes to DRF, whose 401 it then gets), the same
 rate limit (labeling.services.votes.take_vote_token), the same service (`cast_vote_by`), the same
 answer body (`labeling.views.voting.vote_result`, rendered by DRF's JSONRenderer) and the same
 response headers (SecurityMiddleware and XFrameOptionsMiddleware run on the response).
@@ -42,7 +44,12 @@ from rest_framework.exceptions import Throttled
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
-from appareal_site.authentication import active_user_id
+from appareal_site.authentication import (
+    active_user_id,
+    forget_token_user,
+    remember_token_user,
+    remembered_token_user,
+)
 from labeling.services.votes import (
     MAX_AGE,
     MIN_AGE,
@@ -152,10 +159,20 @@ class VoteFastPath:
 
         signals.request_started.send(sender=self.__class__, environ=environ)
         try:
-            voter_id = active_user_id(key)
+            in_database = votes_in_database()
+            # A remembered token is checked again by the vote's own statement (`recheck`).
+            voter_id = remembered_token_user(key) if in_database else None
+            recheck = voter_id is not None
             if voter_id is None:
-                return None  # unknown token or inactive user: DRF's 401
-            status, data, extra_headers = self._vote(voter_id, photo_id, age)
+                voter_id = active_user_id(key)
+                if voter_id is None:
+                    return None  # unknown token or inactive user: DRF's 401
+                if in_database:
+                    remember_token_user(key, voter_id)
+            status, data, extra_headers = self._vote(key, voter_id, photo_id, age, recheck, in_database)
+            if status == 401:
+                forget_token_user(key)
+                return None  # the token changed since it was remembered: DRF answers
         except Exception as exc:  # as Django's handler: logged, and its 500 page
             return self._answer(request, response_for_exception(request, exc))
         finally:
@@ -168,15 +185,20 @@ class VoteFastPath:
             response.headers[name] = value
         return self._answer(request, response)
 
-    def _vote(self, voter_id: int, photo_id: int, age: int) -> tuple[int, dict, dict]:
-        """(status, data, extra headers): DRF's throttle check, then the vote."""
+    def _vote(self, key: str, voter_id: int, photo_id: int, age: int, recheck: bool, in_database: bool):
+        """(status, data, extra headers): DRF's throttle check, then the vote. Status 401: the
+        remembered token is no longer this active player's (nothing written)."""
         wait = take_vote_token(voter_id)
         if wait is not None:
+            if recheck and active_user_id(key) != voter_id:
+                return 401, None, None  # DRF would answer 401 before its throttle
             # DRF's answer, from the project's exception handler (message and Retry-After).
             refused = api_settings.EXCEPTION_HANDLER(Throttled(wait), {})
             return refused.status_code, refused.data, {k: v for k, v in refused.headers.items() if k != "Content-Type"}
-        if votes_in_database():
-            row = store_vote(voter_id, photo_id, age, timezone.now())
+        if in_database:
+            row = store_vote(voter_id, photo_id, age, timezone.now(), token=key if recheck else None)
+            if row.status == 401:
+                return 401, None, None
             if row.status != 201:
                 rejected = rejection_for(row.status)
                 return rejected.status_code, {"detail": rejected.message}, {}

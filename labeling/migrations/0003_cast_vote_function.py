@@ -25,8 +25,8 @@ vote sequences through both paths and compares every stored row, and `recompute_
 and `rebuild_ledger --dry-run --check` check the live data against the cores.
 
 The settings (consensus rule, scoring, outlier flag) are arguments, read from settings.APPAREAL
-on every call. status: 201 stored; 403 own photo; 404 no such active photo; 409 already voted.
-Nothing is written unless status is 201.
+on every call. status: 201 stored; 401 the API token given is no longer this active player's;
+403 own photo; 404 no such active photo; 409 already voted. Nothing is written unless status is 201.
 """
 from django.db import migrations
 
@@ -79,6 +79,7 @@ CAST_VOTE_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION labeling_cast_vote(
     voter bigint, photo bigint, new_age int, now timestamptz,
     min_votes int, mad_k float8, min_years float8, min_others int, flag_window int, flag_share float8,
+    token text,
     OUT status int, OUT vote_id bigint, OUT kept bool, OUT earns bool, OUT points int, OUT votes_needed int,
     OUT voter_kind text, OUT owner_id bigint,
     OUT n_votes int, OUT n_kept int, OUT apparent_age float8, OUT apparent_age_std float8, OUT apparent_age_se float8,
@@ -109,6 +110,15 @@ DECLARE
     recent int;
     dropped int;
 BEGIN
+    -- With an API token (labeling.fast_vote, which remembers which player a token was): the token
+    -- must still be that active player's, checked in the vote's own transaction. 401: nothing written.
+    IF token IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
+         WHERE t.key = token AND t.user_id = voter AND u.is_active
+    ) THEN
+        status := 401;
+        RETURN;
+    END IF;
     -- The row lock serialises the votes on one photo (see labeling.services.votes).
     SELECT p.owner_id, p.n_votes, p.n_kept, p.apparent_age, p.apparent_age_std, p.apparent_age_se,
            p.real_age, p.show_real_age, p.predicted_apparent_age, pr.kind, coalesce(pr.flagged_outlier, false)
@@ -288,7 +298,7 @@ def drop_functions(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute(
-        "DROP FUNCTION IF EXISTS labeling_cast_vote(bigint, bigint, int, timestamptz, int, float8, float8, int, int, float8)"
+        "DROP FUNCTION IF EXISTS labeling_cast_vote(bigint, bigint, int, timestamptz, int, float8, float8, int, int, float8, text)"
     )
     schema_editor.execute("DROP FUNCTION IF EXISTS labeling_consensus(int[], int, float8, float8)")
 
@@ -298,6 +308,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("labeling", "0002_initial"),
         ("leaderboard", "0002_points_levels"),
+        ("authtoken", "0001_initial"),
     ]
 
     operations = [migrations.RunPython(create_functions, drop_functions)]

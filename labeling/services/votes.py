@@ -393,7 +393,7 @@ _CAST_VOTE_SQL = (
     "n_votes, n_kept, apparent_age, apparent_age_std, apparent_age_se, real_age, show_real_age, "
     "predicted_apparent_age, award_users, award_votes, award_points, award_against "
     "FROM labeling_cast_vote(%s::bigint, %s::bigint, %s::int, %s::timestamptz, %s::int, %s::float8, %s::float8, "
-    "%s::int, %s::int, %s::float8)"
+    "%s::int, %s::int, %s::float8, %s::text)"
 )
 # The photo fields the function answers with, in model field order (as Model.from_db wants them).
 _ANSWERED_FIELDS = [
@@ -406,7 +406,8 @@ _ANSWERED_FIELDS = [
 
 
 class StoredVote(NamedTuple):
-    """What `labeling_cast_vote` answers (status 201: stored; 403, 404, 409: refused, nothing written)."""
+    """What `labeling_cast_vote` answers (status 201: stored; 401, 403, 404, 409: refused, nothing
+    written)."""
 
     status: int
     vote_id: int | None
@@ -434,10 +435,13 @@ class StoredVote(NamedTuple):
         return bool(self.earns) and self.points is None
 
 
-def store_vote(voter_id: int, photo_id: int, age: int, created) -> StoredVote:
+def store_vote(voter_id: int, photo_id: int, age: int, created, token: str | None = None) -> StoredVote:
     """PostgreSQL: the whole vote as one call of `labeling_cast_vote` (one statement: in autocommit
     one transaction and one round trip). The age must be valid already (`validate_age`); `created`
-    is the vote's time (timezone.now()). Checks, rows and answer are the Python path's."""
+    is the vote's time (timezone.now()). Checks, rows and answer are the Python path's.
+
+    `token`: an API token key to check in the same transaction (status 401 when it is no longer
+    the active voter's), for callers that know the voter from an earlier lookup of the token."""
     if not 0 < photo_id < 2**63:  # beyond a bigint: no such photo (and no driver overflow error)
         return StoredVote(404, *([None] * 19))
     options = settings.APPAREAL
@@ -449,6 +453,7 @@ def store_vote(voter_id: int, photo_id: int, age: int, created) -> StoredVote:
                 int(options["OUTLIER_MIN_VOTES"]), float(options["OUTLIER_MAD_K"]), float(options["OUTLIER_MIN_YEARS"]),
                 int(options["SCORING_MIN_OTHER_VOTES"]),
                 int(options["OUTLIER_FLAG_WINDOW"]), float(options["OUTLIER_FLAG_SHARE"]),
+                token,
             ],
         )[0]
     )

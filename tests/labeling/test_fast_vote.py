@@ -311,3 +311,63 @@ def test_parsers():
     assert whole_age(b'{"age": 101}') is None and whole_age(b'{"age": false}') is None
     assert token_key("Token abc123") == "abc123" and token_key("token  abc123 ") == "abc123"
     assert token_key("Token a-b") is None and token_key("Token") is None and token_key("Token a b") is None
+
+
+@pytest.fixture
+def postgres_only():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("remembered tokens are checked by the PostgreSQL vote function (CI runs this on PostgreSQL)")
+
+
+def test_remembered_token_is_checked_again_with_the_vote(apps, postgres_only):
+    """A token seen before skips its own lookup; the vote's statement checks it again, and when it
+    no longer holds (user deactivated, token replaced) DRF answers and nothing is written."""
+    fast, django_app = apps
+    voter = make_user()
+    key = token_of(voter)
+    photos = [make_photo() for _ in range(4)]
+    assert call(fast, environ_for(votes_path(photos[0].pk), body=age_body(30), token=key))[0] == "201 Created"
+    assert call(fast, environ_for(votes_path(photos[1].pk), body=age_body(30), token=key))[0] == "201 Created"
+    voter.is_active = False
+    voter.save()
+    before = written()
+    answers = [call(app, environ_for(votes_path(photos[2].pk), body=age_body(30), token=key)) for app in (fast, django_app)]
+    assert answers[0] == answers[1] and answers[0][0] == "401 Unauthorized"
+    assert written() == before
+    voter.is_active = True
+    voter.save()
+    Token.objects.filter(user=voter).delete()
+    new_key = token_of(voter)
+    answers = [call(app, environ_for(votes_path(photos[2].pk), body=age_body(30), token=key)) for app in (fast, django_app)]
+    assert answers[0] == answers[1] and answers[0][0] == "401 Unauthorized"
+    assert written() == before
+    assert call(fast, environ_for(votes_path(photos[2].pk), body=age_body(30), token=new_key))[0] == "201 Created"
+
+
+def test_remembered_token_of_a_deactivated_player_gets_401_not_429(apps, settings, postgres_only):
+    settings.APPAREAL = {**settings.APPAREAL, "VOTE_RATE_PER_SECOND": 0.001, "VOTE_RATE_BURST": 1}
+    fast, django_app = apps
+    voter = make_user()
+    key = token_of(voter)
+    first, second = make_photo(), make_photo()
+    assert call(fast, environ_for(votes_path(first.pk), body=age_body(30), token=key))[0] == "201 Created"
+    voter.is_active = False
+    voter.save()
+    answers = [call(app, environ_for(votes_path(second.pk), body=age_body(30), token=key)) for app in (fast, django_app)]
+    assert answers[0] == answers[1] and answers[0][0] == "401 Unauthorized"
+
+
+def test_vote_function_refuses_a_token_that_is_not_the_voters(postgres_only):
+    from django.utils import timezone
+
+    from labeling.services.votes import store_vote
+
+    voter, other = make_user(), make_user()
+    key = token_of(voter)
+    photo = make_photo()
+    assert store_vote(other.pk, photo.pk, 30, timezone.now(), token=key).status == 401
+    assert store_vote(voter.pk, photo.pk, 30, timezone.now(), token="x" * 40).status == 401
+    assert not Vote.objects.exists()
+    assert store_vote(voter.pk, photo.pk, 30, timezone.now(), token=key).status == 201
