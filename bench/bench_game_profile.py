@@ -57,6 +57,8 @@ def main(argv=None):
     parser.add_argument("--profile", type=int, default=0, help="print this many cProfile rows (tottime)")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--players", type=int, default=0,
+                        help="use only this many players (each votes again: tokens seen before; mind the rate limit)")
     parser.add_argument(
         "--wsgi", action="store_true",
         help="votes through appareal_site.wsgi.application (the lean vote route in front of Django), as gunicorn calls it",
@@ -81,6 +83,8 @@ def main(argv=None):
         backend = cursor.fetchone()[0]
     rng = random.Random(args.seed or time.time_ns())
     rng.shuffle(players)
+    if args.players:
+        players = players[: args.players]
     boards = [("global", "all"), ("global", "week"), ("friends", "all"), ("friends", "week")]
     client = Client()
     if args.wsgi:

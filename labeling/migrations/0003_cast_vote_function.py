@@ -57,9 +57,10 @@ BEGIN
         mad := CASE WHEN n % 2 = 1 THEN sorted[half + 1] ELSE (sorted[half] + sorted[half + 1]) / 2 END;
         -- (mad_k * 1.4826) * mad, in Python's order of operations
         lim := greatest(mad_k * 1.4826::float8 * mad, min_years);
-        kept := ARRAY(SELECT abs(a - center) <= lim FROM unnest(ages) WITH ORDINALITY t(a, i) ORDER BY i);
-        SELECT count(*), sum(a), sum(a * a) INTO n_kept, total, squares
-        FROM unnest(ages, kept) t(a, k) WHERE k;
+        SELECT array_agg(abs(a - center) <= lim ORDER BY i), count(*) FILTER (WHERE abs(a - center) <= lim),
+               sum(a) FILTER (WHERE abs(a - center) <= lim), sum(a * a) FILTER (WHERE abs(a - center) <= lim)
+          INTO kept, n_kept, total, squares
+          FROM unnest(ages) WITH ORDINALITY t(a, i);
     END IF;
     IF n_kept = 0 THEN
         RETURN;  -- mean, std, se stay NULL
@@ -107,6 +108,8 @@ DECLARE
     error float8;
     award_week date;
     players bigint[];
+    have_totals int;
+    have_week_totals int;
     recent int;
     dropped int;
 BEGIN
@@ -236,13 +239,15 @@ BEGIN
         -- The totals rows, created with 0 points where missing (a 0 is no level: no level lock) in
         -- statements of their own, before any increment (see leaderboard.services._totals_statements).
         -- Usually they all exist: checking costs less than the inserts and their level triggers.
-        IF (SELECT count(*) FROM leaderboard_playertotal t WHERE t.user_id = ANY(players)) < cardinality(players) THEN
+        SELECT (SELECT count(*) FROM leaderboard_playertotal t WHERE t.user_id = ANY(players)),
+               (SELECT count(*) FROM leaderboard_playerweektotal w WHERE w.user_id = ANY(players) AND w.week = award_week)
+          INTO have_totals, have_week_totals;
+        IF have_totals < cardinality(players) THEN
             INSERT INTO leaderboard_playertotal (user_id, points)
             SELECT u, 0 FROM unnest(players) u ORDER BY u
             ON CONFLICT (user_id) DO NOTHING;
         END IF;
-        IF (SELECT count(*) FROM leaderboard_playerweektotal w WHERE w.user_id = ANY(players) AND w.week = award_week)
-           < cardinality(players) THEN
+        IF have_week_totals < cardinality(players) THEN
             INSERT INTO leaderboard_playerweektotal (user_id, week, points)
             SELECT u, award_week, 0 FROM unnest(players) u ORDER BY u
             ON CONFLICT (user_id, week) DO NOTHING;
