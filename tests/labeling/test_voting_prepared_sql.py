@@ -40,3 +40,14 @@ def test_prepared_on_postgresql_and_errors_are_djangos():
             "VALUES (%s, %s, 40, 'human', TRUE, NOW())",
             [photo.pk, vote.voter_id],
         )
+
+
+def test_kept_cursor_still_works_after_a_failed_statement():
+    if connection.vendor != "postgresql":
+        pytest.skip("the kept cursor is part of the PostgreSQL prepared path (CI runs this on PostgreSQL)")
+    photo = make_photo()
+    assert db.fetch(SQL, [photo.pk]) == []
+    with pytest.raises(IntegrityError), transaction.atomic():
+        db.execute("INSERT INTO labeling_vote (photo_id, voter_id, age, voter_kind, kept, created_at) "
+                   "VALUES (%s, %s, 400, 'human', TRUE, NOW())", [photo.pk, photo.owner_id])
+    assert db.fetch(SQL, [photo.pk]) == []  # same cursor, after the failed statement
