@@ -612,7 +612,9 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
             if should_stop and should_stop():
                 status, stop_now = "stopped", True
                 break
-            reserve = eval_cost * (1 + len(ds.get("test", [])) / max(1, len(ds["valid"]))) + 5
+            # the final evaluation (test, and a held-out fold) must fit into the budget too
+            final_eval = sum(len(ds[s]) for s in ds if s not in ("train", "valid"))
+            reserve = eval_cost * (1 + final_eval / max(1, len(ds["valid"]))) + 5
             if budget.limit and budget.left() < reserve:
                 status, stop_now = "budget", True
                 break
