@@ -185,10 +185,15 @@ def read_cross_fit_predictions(paths: list[str], samples) -> np.ndarray:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"cross-fit predictions {path} not found (train the fold models first)")
         with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row["file_name"] in by_name:
-                    raise ValueError(f"{path}: {row['file_name']} is also in another fold's predictions")
-                by_name[row["file_name"]] = float(row["prediction"])
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                try:
+                    name, value = row["file_name"], float(row["prediction"])
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(f"{path}, line {line}: not a held-out predictions file "
+                                     "(columns file_name, target, prediction)") from None
+                if name in by_name:
+                    raise ValueError(f"{path}: {name} is also in another fold's predictions")
+                by_name[name] = value
     missing = [s.file_name for s in samples if s.file_name not in by_name]
     if missing:
         raise ValueError(f"cross-fit predictions cover {len(samples) - len(missing)} of {len(samples)} training "
@@ -593,6 +598,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
 
     status = "finished"
     eval_cost = 0.0
+    # the final evaluation (test, and a held-out fold), in valid evaluations: it must fit the budget
+    final_eval_share = sum(len(ds[s]) for s in ds if s not in ("train", "valid")) / max(1, len(ds["valid"]))
     epoch = start_epoch
     stop_now = False
     for epoch in range(start_epoch, cfg.epochs):
@@ -612,9 +619,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
             if should_stop and should_stop():
                 status, stop_now = "stopped", True
                 break
-            # the final evaluation (test, and a held-out fold) must fit into the budget too
-            final_eval = sum(len(ds[s]) for s in ds if s not in ("train", "valid"))
-            reserve = eval_cost * (1 + final_eval / max(1, len(ds["valid"]))) + 5
+            reserve = eval_cost * (1 + final_eval_share) + 5
             if budget.limit and budget.left() < reserve:
                 status, stop_now = "budget", True
                 break

@@ -340,6 +340,11 @@ def test_cross_fitted_residual(tmp_path):
     with pytest.raises(FileNotFoundError):
         train(TrainConfig(data=data, out=str(tmp_path / "res2"), residual_of=parent.model_path,
                           cross_fit_predictions=[str(tmp_path / "nope.csv")], **common))
+    garbled = tmp_path / "garbled.csv"
+    garbled.write_text("file_name,prediction\n000001.jpg,abc\n")
+    with pytest.raises(ValueError, match="not a held-out predictions file"):
+        train(TrainConfig(data=data, out=str(tmp_path / "res4"), residual_of=parent.model_path,
+                          cross_fit_predictions=[str(garbled)], **common))
     with pytest.raises(ValueError, match="fold models"):
         train(TrainConfig(data=data, out=str(tmp_path / "res3"), residual_of=parent.model_path,
                           holdout_fold="1/2", **common))
