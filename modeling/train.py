@@ -412,6 +412,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     if device.type == "cpu" and cfg.device == "auto":
         print("no GPU found: training on CPU", flush=True)
     use_amp = device.type == "cuda"
+    if use_amp:
+        torch.backends.cudnn.benchmark = True  # training batches all have one shape
     channels_last = cfg.channels_last
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
