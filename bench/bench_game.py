@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shlex
 import signal
 import subprocess
@@ -133,6 +134,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=None,
                         help="base of the load clients' random sequences (default: from the clock, so a rerun on the "
                              "same database does not replay (player, photo) pairs already voted)")
+    parser.add_argument("--active-players", type=int, default=0,
+                        help="draw the votes from this many players (a seeded sample of those with tokens, the same "
+                             "for the whole run: players who keep playing) instead of round-robin over all of them")
     parser.add_argument("--seed-only", action="store_true", help="(re)create and seed the database, then stop (no lock needed)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -188,10 +192,12 @@ def main(argv=None):
 
     with psycopg.connect(db_url) as conn:
         players = [r[0] for r in conn.execute("SELECT user_id FROM authtoken_token ORDER BY user_id")]
+        if args.active_players:
+            players = sorted(random.Random(seed_base).sample(players, min(args.active_players, len(players))))
         photos = [list(r) for r in conn.execute("SELECT id, owner_id FROM labeling_photo WHERE status = 'active'")]
         sizes = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                  for t in ("auth_user", "labeling_photo", "labeling_vote", "leaderboard_pointsaward")}
-    say(f"database: {sizes}")
+    say(f"database: {sizes}; votes from {len(players)} players" + (" (--active-players)" if args.active_players else ""))
     plan = Path(tempfile.mkdtemp(prefix="bench-game-")) / "plan.json"
     plan.write_text(json.dumps({"players": players, "photos": photos}))
     subprocess.run(["redis-cli", "-n", "3", "FLUSHDB"], check=False, capture_output=True)
