@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU benchmark of issue 6.  Ran on one NVIDIA H200 on 2026-11-28 (figures in docs/benchmarks.md).
 # Self-contained: needs only a Python with PyTorch (CUDA), numpy, Pillow and tqdm on one GPU, no network;
-# finishes in about 4 minutes there.  Prints and writes bench/out/gpu/report.json:
+# its first version took 232 s there (a 5-minute budget; the 15-epoch recipe now trains in about 90 s).
+# Prints and writes bench/out/gpu/report.json:
 #   1. training throughput (images/s) of vgg16 and efficientnet_lite0, bf16 autocast + channels_last;
 #   2. a short training run (efficientnet_lite0, ImageNet weights, all layers, full augmentation,
 #      15 epochs of cosine schedule) on UTKFace with the same seeded split as the CPU benchmark
