@@ -121,6 +121,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4,
                         help="gunicorn threads per worker (gthread, keep-alive, when > 1; 1 = sync workers)")
+    parser.add_argument("--worker-tmp-dir", default=None,
+                        help="gunicorn's --worker-tmp-dir (its per-request heartbeat file), e.g. /dev/shm")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--vote-count", type=int, default=25_000, help="votes per concurrency level (upper bound)")
     parser.add_argument("--read-count", type=int, default=12_000, help="requests per read benchmark (upper bound)")
@@ -206,6 +208,8 @@ def main(argv=None):
                 "--workers", str(args.workers), "--backlog", "2048", "--log-level", "warning"]
     if args.threads > 1:
         gunicorn += ["--worker-class", "gthread", "--threads", str(args.threads)]
+    if args.worker_tmp_dir:
+        gunicorn += ["--worker-tmp-dir", args.worker_tmp_dir]
     say("$ " + " ".join(gunicorn))
     server = subprocess.Popen(gunicorn, env=env, cwd=REPO, start_new_session=True)
     results = []
