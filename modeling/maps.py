@@ -51,7 +51,8 @@ def gradient_map(stages, crop: Image.Image, sigma: float = 2.5) -> np.ndarray:
         dev = next(net.parameters()).device
         xi = F.interpolate(x, size=(st.size, st.size), mode="bilinear", align_corners=False) if st.size != SIZE else x
         age, _ = net.predict(xi.to(dev))
-        total = age.sum() if total is None else total + age.sum().to(total.device)
+        age = st.weight * age.sum()
+        total = age if total is None else total + age.to(total.device)
     total.backward()
     grad = x.grad[0].detach().abs().mean(0).numpy().astype(np.float64)
     grad = gaussian_filter(grad, sigma=sigma)

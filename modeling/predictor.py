@@ -85,6 +85,9 @@ class _NetStage:
                                  f"{str(exc).splitlines()[0]}") from None
         self.net.to(device).eval()
         self.size = int(self.config["image_size"])
+        # what the net's output is multiplied by in the chain's sum: a residual's scale, picked on
+        # valid when it trained (files from before that: 1)
+        self.weight = float(self.config.get("residual_scale", 1.0))
 
 
 class _SVRStage:
@@ -180,7 +183,7 @@ class AgePredictor:
             if isinstance(st, _NetStage):
                 r, _ = net_outputs(st.net, images_by_size(st.size), device=self.device,
                                    batch_size=batch_size, tta=tta)
-                age = age + r.numpy()
+                age = age + st.weight * r.numpy()
                 current_target = st.config["target"]
             else:
                 age = st(age)

@@ -42,7 +42,7 @@ def gradient(model, image: Image.Image, size: int = DISPLAY) -> np.ndarray:
         xi = x if st.size == size else F.interpolate(x, size=(st.size, st.size), mode="bilinear",
                                                      align_corners=False, antialias=False)
         value, _ = st.net.predict(xi)
-        total = total + value.sum()
+        total = total + st.weight * value.sum()
     (g,) = torch.autograd.grad(total, x)
     return g[0].permute(1, 2, 0).detach().cpu().numpy()
 

@@ -73,6 +73,8 @@ class TrainConfig:
                                           # 1: flipped, more: random augmentations) and train only the
                                           # rest; the big CPU speed-up
     dropout: float = 0.2
+    mixup: float = 0.0                    # >0: mixup of training inputs and their labels, mixing
+                                          # weights drawn from Beta(mixup, mixup) per image
     ema_decay: float = 0.0                # >0 (e.g. 0.998): exponential moving average of the weights,
                                           # updated every step; validation, early stopping and the
                                           # saved model use the averaged weights
@@ -378,6 +380,28 @@ def _suffix_predict(net, feats, start, device, tta, use_amp, batch_size=256):
     return torch.cat(vals)
 
 
+RESIDUAL_SCALES = np.linspace(0.0, 1.0, 21)
+
+
+def _best_residual_scale(residual: np.ndarray, parent: np.ndarray, truth: np.ndarray) -> float:
+    """The scale s (0, 0.05, ..., 1) whose parent + s * residual has the lowest MAE."""
+    maes = [np.abs(parent + s * residual - truth).mean() for s in RESIDUAL_SCALES]
+    return float(RESIDUAL_SCALES[int(np.argmin(maes))])
+
+
+def _mixup(x, y, alpha, gen, seed):
+    """Each input mixed with another of the batch, x' = l x + (1 - l) x_j, and its label
+    (distribution or value) the same way; l ~ Beta(alpha, alpha), kept >= 0.5 so that the image
+    stays mostly itself."""
+    n = x.shape[0]
+    lam = np.random.default_rng(list(seed)).beta(alpha, alpha, size=n)
+    lam = torch.from_numpy(np.maximum(lam, 1 - lam)).float().to(x.device)
+    j = torch.randperm(n, generator=gen).to(x.device)
+    lx = lam.view(n, *([1] * (x.dim() - 1)))
+    ly = lam.view(n, *([1] * (y.dim() - 1)))
+    return lx * x + (1 - lx) * x[j], ly * y + (1 - ly) * y[j]
+
+
 def _write_predictions(path, samples, pred, truth):
     import csv
 
@@ -500,6 +524,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     total_steps = steps_per_epoch * cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, step, best, best_epoch, bad_epochs = 0, 0, math.inf, -1, 0
+    best_scale = 1.0
     best_state = None
     images_seen, train_time = 0, 0.0
     if ckpt:
@@ -509,6 +534,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         start_epoch, step = ckpt["epoch"], ckpt["step"]
         best, best_epoch, bad_epochs = ckpt["best"], ckpt["best_epoch"], ckpt["bad_epochs"]
         best_state = ckpt["best_state"]
+        best_scale = ckpt.get("best_scale", 1.0)
         images_seen, train_time = ckpt["images_seen"], ckpt["train_time"]
     ema = _Ema(net, cfg.ema_decay, ckpt.get("ema") if ckpt else None) if cfg.ema_decay > 0 else None
 
@@ -582,13 +608,23 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
                                channels_last=channels_last, autocast=use_amp)
         else:
             v = _suffix_predict(net, feats[split], start_stage, device, cfg.tta, use_amp)
-        pred = v.numpy() + offsets[split]
-        return _metrics(pred, truth[split]), pred
+        v = v.numpy().astype(np.float64)
+        scale = residual_scale
+        if head == "residual" and split == "valid" and choose_scale:
+            scale = _best_residual_scale(v, offsets[split], truth[split])
+        pred = scale * v + offsets[split]
+        return {**_metrics(pred, truth[split]), "residual_scale": scale}, pred
+
+    # A residual's output is added to the parent's times a scale picked on valid at each epoch
+    # (0 to 1): a residual learned on other predictions' errors (cross-fitting) can over-correct
+    # the parent, and shrinking it, as boosting does, keeps the part that helps.
+    residual_scale = 1.0
+    choose_scale = head == "residual"
 
     if best_state is None and parent is not None:
         # epoch 0 of a residual: the parent alone (the residual head starts at exactly 0)
         m0, _ = evaluate("valid")
-        best, best_epoch = m0["mae"], 0
+        best, best_epoch, best_scale = m0["mae"], 0, 0.0
         best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         _emit(cfg.out, {"event": "epoch", "epoch": 0, "valid_mae": m0["mae"], "note": "parent only"}, on_progress)
 
@@ -638,9 +674,11 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
                 if cfg.feature_flip:
                     m = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
                     xb = torch.where(m.view(-1, 1, 1, 1), xb.flip(3), xb)
+            yb = labels[idx].to(device)
+            if cfg.mixup > 0:
+                xb, yb = _mixup(xb, yb, cfg.mixup, gen, seed=(cfg.seed, step))
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = labels[idx].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 out = net(xb, start_stage)
             out = out.float()
@@ -677,7 +715,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         eval_cost = time.monotonic() - t_eval
         improved = vm["mae"] < best - 1e-4
         if improved:
-            best, best_epoch, bad_epochs = vm["mae"], epoch + 1, 0
+            best, best_epoch, bad_epochs, best_scale = vm["mae"], epoch + 1, 0, vm["residual_scale"]
             best_state = ema.state_dict(net) if ema is not None else {
                 k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
@@ -686,6 +724,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
                "valid_mae": vm["mae"], "valid_cs5": vm["cs5"], "best_valid_mae": best,
                "lr": opt.param_groups[0]["lr"], "images_per_s": images_seen / max(1e-9, train_time),
                "elapsed_s": budget.elapsed(), "partial": stop_now}
+        if head == "residual":
+            rec["residual_scale"] = vm["residual_scale"]
         if ema is not None and cfg.log_raw_valid:
             rec["valid_mae_raw"] = evaluate("valid", raw=True)[0]["mae"]
         _emit(cfg.out, rec, on_progress)
@@ -693,6 +733,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         torch.save({"config_key": _config_key(cfg), "model": net.state_dict(), "optimizer": opt.state_dict(),
                     "generator": gen.get_state(), "epoch": epoch + 1, "step": step, "best": best,
                     "best_epoch": best_epoch, "bad_epochs": bad_epochs, "best_state": best_state,
+                    "best_scale": best_scale,
                     "images_seen": images_seen, "train_time": train_time, "elapsed_s": budget.elapsed(),
                     "ema": ema.shadow if ema is not None else None},
                    ckpt_path + ".tmp")
@@ -711,6 +752,7 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     if best_state is not None:
         net.load_state_dict(best_state)
     ema = None  # best_state already holds the averaged weights
+    residual_scale, choose_scale = (best_scale, False) if head == "residual" else (1.0, False)
     metrics = {}
     for split in ds:
         if split == "train":
@@ -723,6 +765,9 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
                     "dropout": cfg.dropout, "init_value": float(np.mean(truth["train"])),
                     "target": cfg.target, "classes": [spec.low, spec.high] if head != "l1" else None,
                     "parent_target": parent.target if parent else None, "tta": cfg.tta}
+    if head == "residual":
+        model_config["residual_scale"] = residual_scale
+        metrics["residual_scale"] = residual_scale
     metadata = {"dataset": os.path.abspath(cfg.data), "dataset_fingerprint": D.fingerprint(cfg.data),
                 "split_sizes": {s: len(ds[s]) for s in ds}, "metrics": metrics,
                 "train_seconds": train_time, "wall_seconds": budget.elapsed(), "epochs_run": epoch + 1,
@@ -770,6 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature-views", type=int, default=defaults.feature_views,
                    help="with --freeze-blocks: precompute the frozen stages for this many views per image")
     p.add_argument("--dropout", type=float, default=defaults.dropout)
+    p.add_argument("--mixup", type=float, default=defaults.mixup,
+                   help="mixup of training images and labels, Beta(a, a) weights; 0 = off (e.g. 0.4)")
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
                    help="exponential moving average of the weights (e.g. 0.998); 0 = off")
     p.add_argument("--log-raw-valid", action="store_true",

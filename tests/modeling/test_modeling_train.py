@@ -332,6 +332,20 @@ def test_cross_fitted_residual(tmp_path):
     res = train(TrainConfig(data=data, out=str(tmp_path / "res"), residual_of=parent.model_path,
                             cross_fit_predictions=fold_files, **common))
     assert res.status == "finished" and os.path.isfile(res.model_path)
+    # the residual's scale was picked on valid and is applied by the predictor; the chain is never
+    # worse on valid than the parent alone (epoch 0, scale 0)
+    scale = load_model_file(res.model_path)["config"]["residual_scale"]
+    assert 0.0 <= scale <= 1.0 and res.metrics["residual_scale"] == scale
+    assert res.metrics["valid_real_mae"] <= parent.metrics["valid_real_mae"] + 1e-3
+    chain = AgePredictor.load(res.model_path)
+    assert chain.stages[1].weight == scale
+    imgs = faces(3)
+    from modeling.data import pil_to_tensor
+    from modeling.predictor import net_outputs
+    r, _ = net_outputs(chain.stages[1].net, pil_to_tensor(imgs, chain.stages[1].size), device=chain.device)
+    base = np.array([o["real_age"] for o in AgePredictor.load(parent.model_path).predict(imgs)])
+    got = np.array([o["real_age"] for o in chain.predict(imgs)])
+    assert np.allclose(got, base + scale * r.numpy(), atol=1e-3)
 
     # bad input: one fold's file only, a missing file, a fold model of a residual
     with pytest.raises(ValueError, match="cover"):
@@ -348,3 +362,38 @@ def test_cross_fitted_residual(tmp_path):
     with pytest.raises(ValueError, match="fold models"):
         train(TrainConfig(data=data, out=str(tmp_path / "res3"), residual_of=parent.model_path,
                           holdout_fold="1/2", **common))
+
+
+def test_best_residual_scale():
+    from modeling.train import _best_residual_scale
+
+    truth = np.array([10.0, 20.0, 30.0, 40.0])
+    parent = truth + np.array([2.0, -2.0, 2.0, -2.0])
+    # the residual over-corrects by a factor of 2: half of it is right
+    assert _best_residual_scale(-2 * (parent - truth), parent, truth) == pytest.approx(0.5)
+    # a residual that only hurts is switched off
+    assert _best_residual_scale(parent - truth, parent, truth) == 0.0
+    assert _best_residual_scale(truth - parent, parent, truth) == 1.0
+
+
+def test_mixup(tmp_path):
+    from modeling.train import _mixup
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(8)])
+    y = label_distributions(np.arange(8) * 10.0, 0, 100, 0.0)
+    mx, my = _mixup(x, y, 0.4, gen, seed=(0, 1))
+    assert mx.shape == x.shape and my.shape == y.shape
+    assert torch.allclose(my.sum(1), torch.ones(8))
+    # each label is the same mix of two ages as its image: expectation = 10 x pixel value
+    expect = (my * torch.arange(101)).sum(1)
+    assert torch.allclose(expect, mx[:, 0, 0, 0] * 10, atol=1e-3)
+    # every image stays mostly itself (weight >= 0.5 on its own): within half the range of the batch
+    assert ((mx[:, 0, 0, 0] - torch.arange(8.0)).abs() <= 3.5 + 1e-5).all()
+    # scalar labels (L1 head) and a training run with it
+    _, mv = _mixup(x, torch.arange(8.0), 0.4, gen, seed=(0, 2))
+    assert mv.shape == (8,)
+    data = make_appa(tmp_path / "data", counts=(12, 6, 6))
+    r = train(TrainConfig(data=data, out=str(tmp_path / "mix"), mixup=0.4, eval_test=False,
+                          cache_dir=str(tmp_path / ".cache"), **SMALL))
+    assert r.status == "finished" and os.path.isfile(r.model_path)
