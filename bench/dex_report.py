@@ -127,7 +127,8 @@ def main(out_dir, data_dir):
                       "valid_mae": meta["metrics"].get("valid_real_mae"), "status": meta["status"],
                       "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
                       "train_seconds": meta["train_seconds"], "wall_seconds": meta["wall_seconds"],
-                      "train_images_per_s": meta["images_per_second"], "model": mp}
+                      "train_images_per_s": meta["images_per_second"], "model": mp,
+                      "residual_scale": meta["metrics"].get("residual_scale")}
     report["runs"] = runs
     folds = {}
     for key in sorted(os.listdir(out_dir)):
@@ -192,6 +193,9 @@ def markdown(r):
         lines.append(f"| {name} | **{f(x['test_mae'], 3)}** | {100 * x['test_cs5']:.1f}% | {f(x['valid_mae'], 3)} | "
                      f"{x['status']} | {x['epochs_run']} ({x['best_epoch']}) | {x['wall_seconds'] / 60:.1f} min wall |"
                      f" {f(x['train_images_per_s'], 1)} |")
+    scale = r["runs"].get("Real + Residual DEX", {}).get("residual_scale")
+    if scale is not None:
+        lines += ["", f"The residual enters the chain with scale {scale:g} (picked on valid; 0 = the parent alone)."]
     folds = r.get("cross_fit_folds")
     if folds:
         lines += ["", "Fold models for the residual's targets (Real DEX's recipe without one fold of the train split):", "",
