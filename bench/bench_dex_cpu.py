@@ -15,7 +15,8 @@ written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkf
 Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0),
 SPLIT (train,valid,test shares; 75,10,15), FREEZE_BLOCKS (9), FEATURE_VIEWS (3), CROSS_FIT (folds
 for the residual's targets; 4; 0 = the parent's own train-split predictions), FOLD_MINUTES (15), EPOCHS
-(12: the length of the cosine schedule), MIXUP (0: off).  Run the timed steps
+(12: the length of the cosine schedule), PAIR (the two runs of train-pair; real_dex,real_l1), PARENT (the
+run the folds copy and the residual corrects; real_dex).  Run the timed steps
 (train-pair or train-dex, train-folds, train-residual, report) under the quiet-box lock: flock /tmp/appareal-quiet.lock ...
 """
 from __future__ import annotations
@@ -48,7 +49,6 @@ FOLD_MIN = float(os.environ.get("FOLD_MINUTES", "15"))
 # The cosine schedule runs over EPOCHS epochs (or the wall-clock budget, whichever ends first): the
 # runs over-fit after 8-11 epochs, and a schedule that finishes did better than one cut off mid-way.
 EPOCHS = os.environ.get("EPOCHS", "12")
-MIXUP = os.environ.get("MIXUP", "0")
 # train : valid : test shares of the seeded, age-stratified split of UTKFace (fixed once chosen)
 SPLIT = tuple(float(x) for x in os.environ.get("SPLIT", "75,10,15").split(","))
 
@@ -65,20 +65,23 @@ COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0"
 # Real DEX and the L1 head train at the same time (one thread each), so that both see the same
 # machine load; the frozen stages' features are computed once beforehand ("prepare", not counted in
 # the budgets, timed separately).
-DEX_RECIPE = COMMON + ["--lr", "1e-3", "--label-sigma", "2"] + (["--mixup", MIXUP] if float(MIXUP) else [])
-FOLDS = {f"real_fold{k}": DEX_RECIPE + ["--out", f"{OUT}/real_fold{k}", "--holdout-fold", f"{k}/{CROSS_FIT}",
-                                        "--max-minutes", str(FOLD_MIN)]
+DEX_RECIPE = COMMON + ["--lr", "1e-3", "--label-sigma", "2"]
+RECIPES = {"real_dex": DEX_RECIPE, "real_dex_mixup": DEX_RECIPE + ["--mixup", "0.4"]}
+PAIR = os.environ.get("PAIR", "real_dex,real_l1").split(",")
+PARENT = os.environ.get("PARENT", "real_dex")
+FOLDS = {f"real_fold{k}": RECIPES[PARENT] + ["--out", f"{OUT}/real_fold{k}", "--holdout-fold", f"{k}/{CROSS_FIT}",
+                                             "--max-minutes", str(FOLD_MIN)]
          for k in range(1, CROSS_FIT + 1)}
 CROSS_FIT_ARGS = (["--cross-fit-predictions", ",".join(f"{OUT}/{n}/predictions_heldout.csv" for n in FOLDS)]
                   if FOLDS else [])
 RUNS = {
-    "real_dex": DEX_RECIPE + ["--out", f"{OUT}/real_dex", "--max-minutes", str(DEX_MIN)],
+    **{name: recipe + ["--out", f"{OUT}/{name}", "--max-minutes", str(DEX_MIN)] for name, recipe in RECIPES.items()},
     # A fresh net from the ImageNet weights, not from the parent's: the parent's backbone has
     # memorised the training images' ages, so started from it the residual can read the true age of
     # a training image and learns the gap between the fold models and the parent, which on new faces
     # pushes the parent further away from the folds (over-correction, docs/benchmarks.md).
     "real_residual": COMMON + ["--out", f"{OUT}/real_residual", "--lr", "1e-3", "--label-sigma", "2",
-                               "--residual-of", f"{OUT}/real_dex/model.pt", *CROSS_FIT_ARGS,
+                               "--residual-of", f"{OUT}/{PARENT}/model.pt", *CROSS_FIT_ARGS,
                                "--no-init-from-parent", "--max-minutes", str(RES_MIN)],
     "real_l1": COMMON + ["--out", f"{OUT}/real_l1", "--head", "l1", "--lr", "1e-3",
                          "--max-minutes", str(L1_MIN)],
@@ -144,8 +147,8 @@ def prepare():
 
 
 def train_pair():
-    """Real DEX and the L1 head side by side (same budget, same machine load)."""
-    todo = [n for n in ("real_dex", "real_l1") if not os.path.isfile(os.path.join(OUT, n, "model.pt"))]
+    """Two runs side by side (same budget, same machine load): Real DEX and the L1 head, or PAIR."""
+    todo = [n for n in PAIR if not os.path.isfile(os.path.join(OUT, n, "model.pt"))]
     wait(*[start(RUNS[n], n) for n in todo])
 
 

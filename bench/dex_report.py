@@ -22,7 +22,8 @@ from modeling import data as D  # noqa: E402
 from modeling.modelfile import load_model_file  # noqa: E402
 from modeling.predictor import AgePredictor  # noqa: E402
 
-RUN_NAMES = {"real_dex": "Real DEX", "real_residual": "Real + Residual DEX", "real_l1": "Real L1 regression"}
+RUN_NAMES = {"real_dex": "Real DEX", "real_dex_mixup": "Real DEX, mixup 0.4", "real_residual": "Real + Residual DEX",
+             "real_l1": "Real L1 regression"}
 
 
 def read_preds(path):
@@ -118,7 +119,8 @@ def main(out_dir, data_dir):
     for key, name in RUN_NAMES.items():
         mp = os.path.join(out_dir, key, "model.pt")
         if not os.path.isfile(mp):
-            runs[name] = {"status": "not finished"}
+            if os.path.isdir(os.path.dirname(mp)):
+                runs[name] = {"status": "not finished"}
             continue
         meta = load_model_file(mp)["metadata"]
         preds[name] = read_preds(os.path.join(out_dir, key, "predictions_test.csv"))
@@ -144,22 +146,23 @@ def main(out_dir, data_dir):
                           "wall_seconds": meta["wall_seconds"], "train_images_per_s": meta["images_per_second"]}
     if folds:
         report["cross_fit_folds"] = folds
-    dex = os.path.join(out_dir, "real_dex", "model.pt")
+    parent = os.environ.get("PARENT", "real_dex")  # as in bench_dex_cpu.py: the residual's parent
+    dex = os.path.join(out_dir, parent, "model.pt")
     if os.path.isfile(dex):
         sp, p, samples, x = speed(dex, data_dir)
         report["speed"] = sp
         tta = bool(load_model_file(dex)["metadata"]["train_config"].get("tta", True))
         res = p.predict_tensors(lambda s: x, batch_size=64, tta=tta)["age"]
-        ref = np.array([preds["Real DEX"][s.file_name][1] for s in samples])
+        ref = np.array([preds[RUN_NAMES[parent]][s.file_name][1] for s in samples])
         report["check_full_precision_vs_cached"] = {"n": len(samples),
                                                    "max_abs_diff_years": float(np.abs(res - ref).max()),
                                                    "mean_abs_diff_years": float(np.abs(res - ref).mean()),
-                                                   "flip_tta": tta}
+                                                   "flip_tta": tta, "model": parent}
     anchor_path = os.path.join(out_dir, "anchor_predictions.csv")
     if os.path.isfile(anchor_path):
         rows = list(csv.DictReader(open(anchor_path, newline="")))
         got = {r["file_name"]: float(r["age"]) for r in rows if r["age"] not in ("", None)}
-        truth = {f: t for f, (t, _) in preds.get("Real DEX", {}).items()}
+        truth = {f: t for f, (t, _) in preds.get(RUN_NAMES[parent], {}).items()}
         common = [f for f in got if f in truth]
         a = {"n_scored": len(rows), "n_with_face": len(got), "n_compared": len(common)}
         if common:
