@@ -83,8 +83,9 @@ RUNS = {
     "real_residual": COMMON + ["--out", f"{OUT}/real_residual", "--lr", "1e-3", "--label-sigma", "2",
                                "--residual-of", f"{OUT}/{PARENT}/model.pt", *CROSS_FIT_ARGS,
                                "--no-init-from-parent", "--max-minutes", str(RES_MIN)],
+    # the parent's recipe with the L1 head instead of DEX's
     "real_l1": COMMON + ["--out", f"{OUT}/real_l1", "--head", "l1", "--lr", "1e-3",
-                         "--max-minutes", str(L1_MIN)],
+                         *RECIPES[PARENT][len(DEX_RECIPE):], "--max-minutes", str(L1_MIN)],
 }
 
 
