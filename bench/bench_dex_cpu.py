@@ -16,7 +16,10 @@ Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES
 SPLIT (train,valid,test shares; 75,10,15), FREEZE_BLOCKS (9), FEATURE_VIEWS (3), CROSS_FIT (folds
 for the residual's targets; 4; 0 = the parent's own train-split predictions), FOLD_MINUTES (15), EPOCHS
 (12: the length of the cosine schedule), PAIR (the two runs of train-pair; real_dex,real_l1), PARENT (the
-run the folds copy and the residual corrects; real_dex).  Run the timed steps
+run the folds copy and the residual corrects; else bench/out/dex_cpu/parent.txt, written by
+choose-parent; else real_dex).  With two candidate recipes for the parent, run the steps as separate
+commands:  PAIR=real_dex,real_dex_mixup ... train-pair; ... choose-parent; ... train-folds;
+RES_MINUTES=20 PAIR=real_residual,real_l1 ... train-pair; ... report.  Run the timed steps
 (train-pair or train-dex, train-folds, train-residual, report) under the quiet-box lock: flock /tmp/appareal-quiet.lock ...
 """
 from __future__ import annotations
@@ -30,6 +33,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.dex_report import parent_run  # noqa: E402
 OUT = os.path.join(ROOT, "bench", "out", "dex_cpu")
 DATA_SRC = os.environ.get("UTK_DIR", os.path.join(ROOT, "..", "shared", "data", "utkface", "aligned"))
 DATA = os.path.join(ROOT, "bench", "out", "utkface_appa")
@@ -68,7 +73,7 @@ COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0"
 DEX_RECIPE = COMMON + ["--lr", "1e-3", "--label-sigma", "2"]
 RECIPES = {"real_dex": DEX_RECIPE, "real_dex_mixup": DEX_RECIPE + ["--mixup", "0.4"]}
 PAIR = os.environ.get("PAIR", "real_dex,real_l1").split(",")
-PARENT = os.environ.get("PARENT", "real_dex")
+PARENT = parent_run(OUT)
 FOLDS = {f"real_fold{k}": RECIPES[PARENT] + ["--out", f"{OUT}/real_fold{k}", "--holdout-fold", f"{k}/{CROSS_FIT}",
                                              "--max-minutes", str(FOLD_MIN)]
          for k in range(1, CROSS_FIT + 1)}
@@ -161,6 +166,23 @@ def train_solo(name):
         run(args, name)
 
 
+def choose_parent():
+    """The candidate (of RECIPES) with the lowest valid MAE becomes the parent: written to
+    parent.txt, which the later steps (run as separate commands) read."""
+    from modeling.modelfile import load_model_file
+
+    valid = {n: load_model_file(os.path.join(OUT, n, "model.pt"))["metadata"]["metrics"]["valid_real_mae"]
+             for n in RECIPES if os.path.isfile(os.path.join(OUT, n, "model.pt"))}
+    if not valid:
+        raise SystemExit("choose-parent: no candidate has finished (run train-pair first)")
+    best = min(valid, key=valid.get)
+    with open(os.path.join(OUT, "parent.txt"), "w") as fh:
+        fh.write(best + "\n")
+    with open(os.path.join(OUT, "commands.txt"), "a") as fh:
+        fh.write(f"parent chosen on valid MAE {json.dumps(valid)}: {best}\n")
+    print(f"parent: {best} (valid MAE {json.dumps(valid)})", flush=True)
+
+
 def train_folds():
     """Real DEX's recipe on each fold's complement, two at a time (one per core): held-out
     predictions for the residual's targets (part of the residual stage; each with FOLD_MINUTES)."""
@@ -187,6 +209,8 @@ if __name__ == "__main__":
         prepare()
     if what in ("all", "train", "train-pair"):
         train_pair()
+    if what == "choose-parent":
+        choose_parent()
     if what == "train-dex":  # instead of train-pair: Real DEX alone, then (if wanted) train-l1
         train_solo("real_dex")
     if what == "train-l1":

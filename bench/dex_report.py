@@ -26,6 +26,14 @@ RUN_NAMES = {"real_dex": "Real DEX", "real_dex_mixup": "Real DEX, mixup 0.4", "r
              "real_l1": "Real L1 regression"}
 
 
+def parent_run(out_dir):
+    """The run the residual corrects (bench_dex_cpu.py): $PARENT, else choose-parent's parent.txt."""
+    path = os.path.join(out_dir, "parent.txt")
+    if os.environ.get("PARENT"):
+        return os.environ["PARENT"]
+    return open(path).read().strip() if os.path.isfile(path) else "real_dex"
+
+
 def read_preds(path):
     with open(path, newline="") as fh:
         return {r["file_name"]: (float(r["target"]), float(r["prediction"])) for r in csv.DictReader(fh)}
@@ -146,7 +154,7 @@ def main(out_dir, data_dir):
                           "wall_seconds": meta["wall_seconds"], "train_images_per_s": meta["images_per_second"]}
     if folds:
         report["cross_fit_folds"] = folds
-    parent = os.environ.get("PARENT", "real_dex")  # as in bench_dex_cpu.py: the residual's parent
+    parent = parent_run(out_dir)
     dex = os.path.join(out_dir, parent, "model.pt")
     if os.path.isfile(dex):
         sp, p, samples, x = speed(dex, data_dir)
