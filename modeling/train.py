@@ -429,6 +429,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     cfg = config
     if cfg.target not in ("apparent", "real"):
         raise ValueError(f"target must be 'apparent' or 'real', not {cfg.target!r}")
+    if cfg.mixup < 0:
+        raise ValueError(f"--mixup must be 0 (off) or positive, not {cfg.mixup}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     os.makedirs(cfg.out, exist_ok=True)
@@ -752,7 +754,8 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
     if best_state is not None:
         net.load_state_dict(best_state)
     ema = None  # best_state already holds the averaged weights
-    residual_scale, choose_scale = (best_scale, False) if head == "residual" else (1.0, False)
+    residual_scale = best_scale if head == "residual" else 1.0
+    choose_scale = False
     metrics = {}
     for split in ds:
         if split == "train":

@@ -397,3 +397,6 @@ def test_mixup(tmp_path):
     r = train(TrainConfig(data=data, out=str(tmp_path / "mix"), mixup=0.4, eval_test=False,
                           cache_dir=str(tmp_path / ".cache"), **SMALL))
     assert r.status == "finished" and os.path.isfile(r.model_path)
+    with pytest.raises(ValueError, match="mixup"):
+        train(TrainConfig(data=data, out=str(tmp_path / "bad"), mixup=-1.0, **SMALL))
+    assert not os.path.exists(tmp_path / "bad" / "model.pt")
