@@ -264,3 +264,32 @@ class AgeNet(nn.Module):
         for m in getattr(self, "_frozen", []):
             m.eval()
         return self
+
+
+class AgeNetEnsemble(nn.Module):
+    """Several AgeNets of one head and input size whose predictions are averaged, as DEX did with
+    20 networks: ``forward`` returns the log of the members' mean class distribution (DEX and
+    residual heads; its expectation is the mean of the members' expectations) or the mean value
+    (L1 heads), so ``predict`` and ``outputs_to_prediction`` work as for one AgeNet."""
+
+    def __init__(self, members: list[AgeNet]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two networks")
+        kinds = {m.spec for m in members}
+        if len(kinds) != 1:
+            raise ValueError(f"ensemble members must share one head, not {sorted(k.kind for k in kinds)}")
+        self.members = nn.ModuleList(members)
+        self.spec = members[0].spec
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        outs = torch.stack([m(x, start).float() for m in self.members])
+        if self.spec.kind == "l1":
+            return outs.mean(0)
+        return torch.logsumexp(torch.log_softmax(outs, dim=2), dim=0) - torch.log(torch.tensor(float(len(outs))))
+
+    def outputs_to_prediction(self, out: torch.Tensor):
+        return self.members[0].outputs_to_prediction(out)
+
+    def predict(self, x: torch.Tensor):
+        return self.outputs_to_prediction(self(x))

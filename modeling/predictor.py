@@ -20,7 +20,7 @@ import torch
 
 from modeling.data import pil_to_tensor
 from modeling.modelfile import ModelFileError, load_model_file, resolve_parent
-from modeling.nets import AgeNet
+from modeling.nets import AgeNet, AgeNetEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def build_net(config: dict, pretrained: bool = False) -> AgeNet:
+def build_net(config: dict, pretrained: bool = False) -> AgeNet | AgeNetEnsemble:
+    if config.get("members"):  # an ensemble file (modeling.ensemble)
+        return AgeNetEnsemble([build_net(c, pretrained) for c in config["members"]])
     return AgeNet(config["backbone"], config["head"], pretrained=pretrained,
                   image_size=config["image_size"], dropout=config.get("dropout", 0.2),
                   init_value=config.get("init_value", 0.0))
@@ -230,4 +232,6 @@ def describe_chain(configs: list[dict]) -> str:
             name = f"{prefix} + Residual DEX"
         elif c.get("kind") == "svr" or c["head"] == "svr":
             name = f"{name} + SVR"
+    if base.get("members"):  # the first stage is an ensemble (modeling.ensemble)
+        name = f"{name} (ensemble of {len(base['members'])})"
     return name

@@ -400,3 +400,46 @@ def test_mixup(tmp_path):
     with pytest.raises(ValueError, match="mixup"):
         train(TrainConfig(data=data, out=str(tmp_path / "bad"), mixup=-1.0, **SMALL))
     assert not os.path.exists(tmp_path / "bad" / "model.pt")
+
+
+def test_ensemble(trained, tmp_path):
+    """Two Real DEX nets averaged into one model file: its age is the mean of theirs, it can be a
+    residual's parent, and what cannot be averaged is refused with the file named."""
+    from modeling.ensemble import main as ensemble_main, make_ensemble
+
+    common = dict(SMALL, cache_dir=trained["cache"])
+    other = train(TrainConfig(data=trained["data"], out=str(tmp_path / "real_dex_seed1"), target="real",
+                              **dict(common, seed=1)))
+    members = [trained["real"].model_path, other.model_path]
+    path = make_ensemble(members, str(tmp_path / "ens" / "model.pt"))
+    ens = AgePredictor.load(path)
+    assert ens.name == "Real DEX (ensemble of 2)" and ens.target == "real"
+    imgs = faces(3)
+    got = ens.predict(imgs)
+    singles = [AgePredictor.load(m).predict(imgs) for m in members]
+    for i in range(3):
+        assert got[i]["real_age"] == pytest.approx((singles[0][i]["real_age"] + singles[1][i]["real_age"]) / 2, abs=1e-3)
+        mean_dist = (np.array(singles[0][i]["distribution"]) + np.array(singles[1][i]["distribution"])) / 2
+        assert np.allclose(got[i]["distribution"], mean_dist, atol=1e-5)
+    meta = load_model_file(path)["metadata"]
+    assert [m["path"] for m in meta["members"]] == members and meta["dataset_fingerprint"]
+    m = sensitivity_map(path, imgs[0], size=64)
+    assert m.shape == (64, 64) and abs(m.max() - 1) < 1e-5
+    # a residual on the ensemble, and the paper tables with it
+    res = train(TrainConfig(data=trained["data"], out=str(tmp_path / "ens_res"), target="real",
+                            residual_of=path, **common))
+    assert AgePredictor.load(res.model_path).name == "Real + Residual DEX (ensemble of 2)"
+    tables = E.paper_tables(trained["data"], {"ens": path}, cache_dir=trained["cache"])
+    assert any(r["method"] == "ens" for r in tables["table3"])
+
+    # bad input: one file, a residual member, mixed heads, mixed targets, a tampered member
+    bad = {"one": [members[0]], "residual": [members[0], trained["residual"].model_path],
+           "heads": [members[0], trained["l1"].model_path], "targets": [members[0], trained["apparent"].model_path]}
+    messages = {"one": "at least two", "residual": "first-stage", "heads": "differs", "targets": "differs"}
+    for case, paths in bad.items():
+        with pytest.raises(ModelFileError, match=messages[case]):
+            make_ensemble(paths, str(tmp_path / f"bad_{case}.pt"))
+        assert not os.path.exists(tmp_path / f"bad_{case}.pt")
+    assert ensemble_main(["--models", *bad["heads"], "--out", str(tmp_path / "cli_bad.pt")]) == 2
+    assert ensemble_main(["--models", *members, "--out", str(tmp_path / "cli.pt")]) == 0
+    assert AgePredictor.load(str(tmp_path / "cli.pt")).name == "Real DEX (ensemble of 2)"
