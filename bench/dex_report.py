@@ -122,6 +122,25 @@ def speed(model_path, data_dir, n_check=256):
     return out, p, samples[:n_check], x[:n_check]
 
 
+def candidates_ensemble(out_dir, data_dir):
+    """The two parent candidates (trained side by side, one core each, in the same 30 minutes)
+    averaged into one model file (modeling.ensemble), scored on the test split by the predictor
+    on the full-precision images."""
+    from modeling.ensemble import make_ensemble
+    from modeling.evaluate import predict_models
+
+    members = [os.path.join(out_dir, n, "model.pt") for n in ("real_dex", "real_dex_mixup")]
+    if not all(os.path.isfile(m) for m in members):
+        return None
+    path = make_ensemble(members, os.path.join(out_dir, "real_dex_ensemble", "model.pt"))
+    t = time.time()
+    samples, preds = predict_models(data_dir, {"ensemble": path}, split="test")
+    truth = np.array([s.real_age for s in samples])
+    mae, cs5 = mae_cs5(zip(truth, preds["ensemble"]["age"]))
+    return {"members": [os.path.relpath(m, out_dir) for m in members], "test_mae": mae, "test_cs5": cs5,
+            "n_test": len(samples), "model": path, "predict_seconds": time.time() - t}
+
+
 def main(out_dir, data_dir):
     # one torch thread: two were pathologically slow on the shared 2-vCPU box (docs/benchmarks.md)
     torch.set_num_threads(int(os.environ.get("MODELING_TORCH_THREADS", "1")))
@@ -153,6 +172,9 @@ def main(out_dir, data_dir):
                       "train_images_per_s": meta["images_per_second"], "model": mp,
                       "residual_scale": meta["metrics"].get("residual_scale")}
     report["runs"] = runs
+    ensemble = candidates_ensemble(out_dir, data_dir)
+    if ensemble:
+        report["ensemble"] = ensemble
     folds = {}
     for key in sorted(os.listdir(out_dir)):
         mp = os.path.join(out_dir, key, "model.pt")
@@ -217,6 +239,10 @@ def markdown(r):
         lines.append(f"| {name} | **{f(x['test_mae'], 3)}** | {100 * x['test_cs5']:.1f}% | {f(x['valid_mae'], 3)} | "
                      f"{x['status']} | {x['epochs_run']} ({x['best_epoch']}) | {x['wall_seconds'] / 60:.1f} min wall |"
                      f" {f(x['train_images_per_s'], 1)} |")
+    e = r.get("ensemble")
+    if e:
+        lines.append(f"| Real DEX (ensemble of 2: {' + '.join(m.split('/')[0] for m in e['members'])}) | "
+                     f"**{f(e['test_mae'], 3)}** | {100 * e['test_cs5']:.1f}% | | | | | |")
     scale = r["runs"].get("Real + Residual DEX", {}).get("residual_scale")
     if scale is not None:
         lines += ["", f"The residual enters the chain with scale {scale:g} (picked on valid; 0 = the parent alone)."]
