@@ -386,7 +386,7 @@ RESIDUAL_SCALES = np.linspace(0.0, 1.0, 21)
 def _best_residual_scale(residual: np.ndarray, parent: np.ndarray, truth: np.ndarray) -> float:
     """The scale s (0, 0.05, ..., 1) whose parent + s * residual has the lowest MAE."""
     maes = [np.abs(parent + s * residual - truth).mean() for s in RESIDUAL_SCALES]
-    return float(RESIDUAL_SCALES[int(np.argmin(maes))])
+    return round(float(RESIDUAL_SCALES[int(np.argmin(maes))]), 2)
 
 
 def _mixup(x, y, alpha, gen, seed):
