@@ -15,6 +15,7 @@ Backbones:
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -286,7 +287,7 @@ class AgeNetEnsemble(nn.Module):
         outs = torch.stack([m(x, start).float() for m in self.members])
         if self.spec.kind == "l1":
             return outs.mean(0)
-        return torch.logsumexp(torch.log_softmax(outs, dim=2), dim=0) - torch.log(torch.tensor(float(len(outs))))
+        return torch.logsumexp(torch.log_softmax(outs, dim=2), dim=0) - math.log(len(outs))
 
     def outputs_to_prediction(self, out: torch.Tensor):
         return self.members[0].outputs_to_prediction(out)

@@ -510,6 +510,9 @@ def train(config: TrainConfig, *, on_progress: Callable[[dict], None] | None = N
         if base.config["backbone"] == cfg.backbone:
             net.features.load_state_dict(base.net.features.state_dict())
             print(f"residual backbone initialised from {base.path}", flush=True)
+        else:
+            print(f"residual backbone: {cfg.pretrained} weights ({base.path} is not one "
+                  f"{cfg.backbone} net to start from)", flush=True)
     net.freeze_early(cfg.freeze_blocks)
     net.to(device)
     if channels_last:
