@@ -134,7 +134,9 @@ def candidates_ensemble(out_dir, data_dir):
         return None
     path = make_ensemble(members, os.path.join(out_dir, "real_dex_ensemble", "model.pt"))
     t = time.time()
-    samples, preds = predict_models(data_dir, {"ensemble": path}, split="test")
+    # the resized test images the runs cached (bench_dex_cpu.py's CACHE), not a second resize
+    cache = os.path.join(os.path.dirname(os.path.abspath(out_dir)), ".cache")
+    samples, preds = predict_models(data_dir, {"ensemble": path}, split="test", cache_dir=cache)
     truth = np.array([s.real_age for s in samples])
     mae, cs5 = mae_cs5(zip(truth, preds["ensemble"]["age"]))
     return {"members": [os.path.relpath(m, out_dir) for m in members], "test_mae": mae, "test_cs5": cs5,
