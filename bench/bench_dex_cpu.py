@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.dex_report import parent_run  # noqa: E402
+
 OUT = os.path.join(ROOT, "bench", "out", "dex_cpu")
 DATA_SRC = os.environ.get("UTK_DIR", os.path.join(ROOT, "..", "shared", "data", "utkface", "aligned"))
 DATA = os.path.join(ROOT, "bench", "out", "utkface_appa")

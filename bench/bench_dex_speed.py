@@ -3,7 +3,6 @@ batch 1 and 32, and full fine-tuning images/s (all layers, batch 32), with 1 and
 
     python bench/bench_dex_speed.py
 """
-import json
 import os
 import subprocess
 import sys

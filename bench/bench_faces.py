@@ -12,15 +12,13 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from machine import cpu_model  # bench/machine.py (scripts run from bench/)
-
 import numpy as np
+from machine import cpu_model  # bench/machine.py (scripts run from bench/)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -155,7 +153,8 @@ def main(argv=None) -> int:
 
     print("== machine")
     print(f"cpu: {cpu_model()}; cores visible: {os.cpu_count()}; torch {torch.__version__} "
-          f"(detection runs with {det.num_threads} intra-op thread(s); torch default here {torch.get_num_threads()}); python {platform.python_version()}")
+          f"(detection runs with {det.num_threads} intra-op thread(s); torch default here {torch.get_num_threads()}); "
+          f"python {platform.python_version()}")
     print(f"glibc malloc tuned for detection: {'yes' if malloc_tuned else 'no'}")
     try:
         print(f"load average at start: {os.getloadavg()}")

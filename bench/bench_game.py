@@ -28,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model  # bench/machine.py (scripts run from bench/)
-
 import psycopg
+from machine import cpu_model  # bench/machine.py (scripts run from bench/)
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -223,7 +222,8 @@ def main(argv=None):
         def load(mode: str, concurrency: int, count: int, rate: float | None = None) -> dict:
             nonlocal phase
             phase += 1  # a fresh random sequence per phase: no replay of earlier (player, photo) pairs
-            cmd = [PY, "bench/bench_game_load.py", "--seed", str(seed_base + phase), "--base-url", f"http://127.0.0.1:{args.port}", "--mode", mode,
+            cmd = [PY, "bench/bench_game_load.py", "--seed", str(seed_base + phase), "--base-url", f"http://127.0.0.1:{args.port}",
+                   "--mode", mode,
                    "--concurrency", str(concurrency), "--count", str(count), "--duration", str(args.duration), "--plan", str(plan),
                    "--client", args.client] + (["--rate", str(rate)] if rate else [])
             # CPU spent by the server side (gunicorn workers + their PostgreSQL backends) per request:

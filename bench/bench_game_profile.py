@@ -68,11 +68,10 @@ def main(argv=None):
     import django
 
     django.setup()
+    from bench_game_load import token_for
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-
-    from bench_game_load import token_for
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT user_id FROM authtoken_token ORDER BY user_id")

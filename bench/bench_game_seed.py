@@ -63,7 +63,7 @@ def main(argv=None):
     rng = random.Random(args.seed)
     rule, min_others = consensus_rule(), scoring_min_others()
     upload_points = settings.APPAREAL["UPLOAD_POINTS"]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(weeks=args.weeks)
     span = (now - start).total_seconds()
     t0 = time.perf_counter()
@@ -143,7 +143,8 @@ def main(argv=None):
         for vid, voter, age, kept, moment in zip(ids, voters_list, ages, consensus.kept, moments):
             vote_rows.append((vid, photo_id, voter, age, "human", kept, moment))
         info = dict(zip(ids, zip(voters_list, moments)))
-        for s in settle_scores([ScoringVote(id=i, age=a, counts=True, earns=True) for i, a in zip(ids, ages)], rule=rule, min_others=min_others):
+        scoring = [ScoringVote(id=i, age=a, counts=True, earns=True) for i, a in zip(ids, ages)]
+        for s in settle_scores(scoring, rule=rule, min_others=min_others):
             voter, _ = info[s.vote_id]
             when = info[s.trigger_vote_id][1]
             award_rows.append((voter, "vote", s.points, photo_id, s.vote_id, s.against, when, week_of(when)))
@@ -178,7 +179,8 @@ def main(argv=None):
     )
     copy(PlayerTotal._meta.db_table, ["user_id", "points"], sorted(totals.items()))
     copy(PlayerWeekTotal._meta.db_table, ["user_id", "week", "points"], ((u, w, p) for (u, w), p in sorted(week_totals.items())))
-    print(f"ledger: {len(award_rows)} awards, {len(totals)} totals, {len(week_totals)} weekly totals in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"ledger: {len(award_rows)} awards, {len(totals)} totals, {len(week_totals)} weekly totals "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
 
     pairs = set()
     for user in token_users:

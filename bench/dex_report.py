@@ -69,15 +69,16 @@ def speed(model_path, data_dir, n_check=256):
     out["image_size"] = size
     out["note"] = "one forward pass of one network (no flip TTA; TTA doubles it, a residual chain doubles it again)"
     # full fine-tuning step (all layers trainable) at batch 32
-    from modeling.nets import AgeNet
     import torch.nn.functional as F
+
+    from modeling.nets import AgeNet
     m = AgeNet("efficientnet_lite0", "dex", pretrained=False, image_size=size).train()
     m.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
     xb = xf[:32].contiguous(memory_format=torch.channels_last)
     yb = torch.randint(0, 101, (32,))
     ts = []
-    for i in range(4):
+    for _ in range(4):
         t = time.perf_counter()
         loss = F.cross_entropy(m(xb), yb)
         opt.zero_grad()
@@ -96,7 +97,7 @@ def speed(model_path, data_dir, n_check=256):
         feats = m.prefix(xb, start).contiguous(memory_format=torch.channels_last)
         yb = torch.randint(0, 101, (len(xb),))
         ts = []
-        for i in range(6):
+        for _ in range(6):
             t = time.perf_counter()
             loss = F.cross_entropy(m(feats, start), yb)
             opt.zero_grad()
@@ -108,7 +109,7 @@ def speed(model_path, data_dir, n_check=256):
         # the same step under bfloat16 autocast (what training does on CUDA; on CPU it is not
         # used: measured here to see whether a CPU with bf16 instructions would gain from it)
         ts = []
-        for i in range(6):
+        for _ in range(6):
             t = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 out_bf16 = m(feats, start)
@@ -251,7 +252,8 @@ def markdown(r):
     folds = r.get("cross_fit_folds")
     if folds:
         lines += ["", "Fold models for the residual's targets (Real DEX's recipe without one fold of the train split):", "",
-                  "| fold model | held out | trained on | MAE on its held-out fold | valid MAE | test MAE | status | epochs run (best) | wall |",
+                  "| fold model | held out | trained on | MAE on its held-out fold | valid MAE | test MAE | status "
+                  "| epochs run (best) | wall |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for name, x in folds.items():
             lines.append(f"| {name} | {x['holdout_fold']} ({x['split_sizes'].get('heldout')} images) | "

@@ -63,7 +63,7 @@ class CrowdStats:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def load(cls, path: Path | str = MODEL_PATH) -> "CrowdStats":
+    def load(cls, path: Path | str = MODEL_PATH) -> CrowdStats:
         data = json.loads(Path(path).read_text())
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 

@@ -15,12 +15,11 @@ import datetime as dt
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-
-from appareal_site import db
 from django.db.models import Avg, Count, ExpressionWrapper, F, FloatField, Sum
 from django.db.models.functions import Abs
 from django.utils import timezone
 
+from appareal_site import db
 from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
 
 from .models import (

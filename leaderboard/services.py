@@ -36,7 +36,7 @@ EARNING_KINDS = frozenset({PlayerKind.HUMAN, PlayerKind.MODEL})
 
 def week_of(moment: dt.datetime) -> dt.date:
     """Monday of the ISO week of `moment`, in UTC."""
-    day = moment.astimezone(dt.timezone.utc).date()
+    day = moment.astimezone(dt.UTC).date()
     return day - dt.timedelta(days=day.weekday())
 
 

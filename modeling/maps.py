@@ -37,7 +37,6 @@ def _nets(predictor, upto: int | None = None):
 def gradient_map(stages, crop: Image.Image, sigma: float = 2.5) -> np.ndarray:
     """Normalised, smoothed |d age / d input| (grey, SIZE x SIZE, values 0..1) of the summed
     outputs of `stages` (net stages of a chain: base + residuals)."""
-    import torch
     import torch.nn.functional as F
     from scipy.ndimage import gaussian_filter
 

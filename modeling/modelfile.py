@@ -79,7 +79,8 @@ def load_model_file(path: str) -> dict:
         if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
             raise ModelFileError(f"{path}: this is a bare state dict, not an appareal model file "
                                  "(train with modeling.train to get one)")
-        raise ModelFileError(f"{path}: not an appareal model file (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
+        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise ModelFileError(f"{path}: not an appareal model file (format {found!r})")
     if blob.get("version") != VERSION:
         raise ModelFileError(f"{path}: model file version {blob.get('version')} is not supported (expected {VERSION})")
     tensors = blob.get("tensors")

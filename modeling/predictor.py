@@ -122,7 +122,7 @@ class AgePredictor:
         self.device = device
 
     @classmethod
-    def load(cls, path: str, device: str | None = "auto") -> "AgePredictor":
+    def load(cls, path: str, device: str | None = "auto") -> AgePredictor:
         device = resolve_device(device)
         chain, seen = [], set()
         cur = path

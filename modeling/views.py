@@ -333,9 +333,8 @@ class PredictView(APIView):
         if max(image.size) > cfg["UPLOAD_MAX_SIDE"]:
             scale = max(image.size) / cfg["UPLOAD_MAX_SIDE"]
             image.thumbnail((cfg["UPLOAD_MAX_SIDE"], cfg["UPLOAD_MAX_SIDE"]), Image.Resampling.LANCZOS)
-        from modeling.faces import detect, face_crop
-
         from labeling.services.uploads import MIN_FACE_CONFIDENCE
+        from modeling.faces import detect, face_crop
 
         faces = [f for f in detect(image, try_rotations=True) if f.confidence >= MIN_FACE_CONFIDENCE]
         faces.sort(key=lambda f: -f.area)

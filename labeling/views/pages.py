@@ -44,7 +44,7 @@ def upload(request):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                photo = create_photo(
+                create_photo(
                     owner=request.user,
                     image=data["image"],
                     real_age=data["real_age"],

@@ -11,7 +11,8 @@ Importing this package is cheap: torch and the weights are loaded on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .types import KEYPOINT_NAMES, Face, largest_face
 
@@ -32,14 +33,14 @@ __all__ = [
 ]
 
 
-def get_detector(device=None) -> "FaceDetector":
+def get_detector(device=None) -> FaceDetector:
     """The process-wide :class:`FaceDetector` for ``device`` (created once, thread-safe, reused)."""
     from .detector import get_detector as _get
 
     return _get(device)
 
 
-def detect(image: "Image.Image", *, min_face_size: int = 20, try_rotations: bool = False,
+def detect(image: Image.Image, *, min_face_size: int = 20, try_rotations: bool = False,
            device=None) -> list[Face]:
     """Faces in a PIL image (any mode), most confident first; ``[]`` when there is none.
 
@@ -52,14 +53,14 @@ def detect(image: "Image.Image", *, min_face_size: int = 20, try_rotations: bool
     return get_detector(device).detect(image, min_face_size=min_face_size, try_rotations=try_rotations)
 
 
-def detect_batch(images: Sequence["Image.Image"], *, min_face_size: int = 20,
+def detect_batch(images: Sequence[Image.Image], *, min_face_size: int = 20,
                  try_rotations: bool = False, device=None) -> list[list[Face]]:
     """:func:`detect` for many images at once (one PNet pass over all their pyramids)."""
     return get_detector(device).detect_batch(images, min_face_size=min_face_size,
                                              try_rotations=try_rotations)
 
 
-def face_crop(image: "Image.Image", face: Face, margin: float = 0.4, size: int = 224) -> "Image.Image":
+def face_crop(image: Image.Image, face: Face, margin: float = 0.4, size: int = 224) -> Image.Image:
     """Aligned square crop: eyes level, ``margin`` of the face size on every side, ``size`` px.
 
     Outside the image the crop is padded with black. See :func:`modeling.faces.align.face_crop`.

@@ -33,12 +33,11 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from .nets import load_nets
 from .types import KEYPOINT_NAMES, Face

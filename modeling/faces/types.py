@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
@@ -43,7 +44,7 @@ class Face:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Face":
+    def from_dict(cls, d: Mapping[str, Any]) -> Face:
         """Inverse of :meth:`to_dict`; also reads the ``mtcnn`` package's JSON (no ``rotation``)."""
         box = d["box"]
         if len(box) != 4:

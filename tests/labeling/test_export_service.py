@@ -112,7 +112,7 @@ def test_two_exports_differ_only_in_time_stamps(crowd):
         for name in za.namelist():
             left, right = za.read(name), zb.read(name)
             if name.endswith("README.txt"):
-                strip = lambda text: [l for l in text.decode().splitlines() if not l.startswith("Exported:")]  # noqa: E731
+                strip = lambda text: [line for line in text.decode().splitlines() if not line.startswith("Exported:")]  # noqa: E731
                 assert strip(left) == strip(right)
             else:
                 assert left == right, name

@@ -22,8 +22,8 @@ def rebuild(*args):
 
 
 def test_week_of_is_monday_utc():
-    assert week_of(dt.datetime(2026, 11, 29, 23, 30, tzinfo=dt.timezone.utc)) == dt.date(2026, 11, 23)
-    assert week_of(dt.datetime(2026, 11, 30, 0, 0, tzinfo=dt.timezone.utc)) == dt.date(2026, 11, 30)
+    assert week_of(dt.datetime(2026, 11, 29, 23, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 23)
+    assert week_of(dt.datetime(2026, 11, 30, 0, 0, tzinfo=dt.UTC)) == dt.date(2026, 11, 30)
     plus_two = dt.timezone(dt.timedelta(hours=2))
     assert week_of(dt.datetime(2026, 11, 30, 1, 0, tzinfo=plus_two)) == dt.date(2026, 11, 23)
 

@@ -42,7 +42,7 @@ def test_face_from_original_package_json():
 
 
 def test_face_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
         make_face().confidence = 0.5  # type: ignore[misc]
 
 

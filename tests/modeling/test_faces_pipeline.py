@@ -268,7 +268,7 @@ def test_mosaic_packing_has_no_overlap_and_even_origins(sizes):
         assert not occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w].any()
         occupied[r.canvas][r.y:r.y + r.h, r.x:r.x + r.w] = True
     # canvases stay near the pixel budget unless one level alone is larger
-    for ci, (ch, cw) in enumerate(canvases):
+    for ci, _canvas_size in enumerate(canvases):
         mine = [r for r in rects if r.canvas == ci]
         assert mine
         if len(mine) > 1:

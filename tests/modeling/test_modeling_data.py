@@ -124,7 +124,7 @@ def test_convert_named_folder(tmp_path):
     names = [f"{age}_{age % 2}_0_2017011{age % 10}000000000.jpg.chip.jpg" for age in range(1, 60)]
     names += ["110_0_0_20170110000000000.jpg.chip.jpg", "notes.txt", "012A34.JPG"]
     for n in names:
-        Image.new("RGB", (40, 40), (age_color := len(n) * 3 % 255, 80, 120)).save(src / n, format="JPEG")
+        Image.new("RGB", (40, 40), (len(n) * 3 % 255, 80, 120)).save(src / n, format="JPEG")
     summary = D.convert_named_folder(str(src), str(tmp_path / "out"), seed=0)
     assert summary["skipped_over_max_age"] == 1 and summary["skipped_no_age_in_name"] == 1
     assert sum(summary["counts"].values()) == 60

@@ -16,7 +16,8 @@ from modeling import svr as S
 from modeling.modelfile import ModelFileError, load_model_file, save_model_file
 from modeling.predictor import AgePredictor, resolve_device
 from modeling.sensitivity import difference_image, sensitivity_image, sensitivity_map
-from modeling.train import TrainConfig, label_distributions, main as train_main, train
+from modeling.train import TrainConfig, label_distributions, train
+from modeling.train import main as train_main
 from tests.modeling.modeling_fixture import SMALL, face_files, make_appa
 
 
@@ -405,7 +406,8 @@ def test_mixup(tmp_path):
 def test_ensemble(trained, tmp_path):
     """Two Real DEX nets averaged into one model file: its age is the mean of theirs, it can be a
     residual's parent, and what cannot be averaged is refused with the file named."""
-    from modeling.ensemble import main as ensemble_main, make_ensemble
+    from modeling.ensemble import main as ensemble_main
+    from modeling.ensemble import make_ensemble
 
     common = dict(SMALL, cache_dir=trained["cache"])
     other = train(TrainConfig(data=trained["data"], out=str(tmp_path / "real_dex_seed1"), target="real",

@@ -121,8 +121,9 @@ def test_social_providers_only_with_keys():
 
 @pytest.mark.django_db
 def test_demo_admin_created_once():
-    from django.core.management import call_command
     from io import StringIO
+
+    from django.core.management import call_command
 
     first, second = StringIO(), StringIO()
     call_command("ensure_demo_admin", stdout=first)

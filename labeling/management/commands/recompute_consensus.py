@@ -10,9 +10,9 @@ from itertools import groupby
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.consensus import compute_consensus
 from labeling.models import Photo, Vote
 from labeling.services.votes import consensus_rule, counts_for_consensus, refresh_consensus
-from labeling.consensus import compute_consensus
 
 SHOWN = 20
 
