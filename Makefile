@@ -27,6 +27,8 @@ migrate: install
 demo-admin: migrate
 	$(PY) manage.py ensure_demo_admin
 
+# Development mode is explicit: the settings default to production (DEBUG off).
+run: export DEBUG = 1
 run: demo-admin
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py runserver 127.0.0.1:8000
@@ -38,6 +40,7 @@ lint: install
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+worker: export DEBUG = 1
 worker: install
 	$(VENV)/bin/celery -A appareal_site worker -Q default,gpu --loglevel INFO
 

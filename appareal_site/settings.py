@@ -30,7 +30,9 @@ def env_float(name: str, default: float) -> float:
     return default if value in (None, "") else float(value)
 
 
-DEBUG = env_bool("DEBUG", True)
+# Production-safe unless told otherwise: `make run` and the tests turn development mode on
+# explicitly (DEBUG=1), so a deployment that forgets the variable never shows debug pages.
+DEBUG = env_bool("DEBUG", False)
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_SECRET
 if not DEBUG and SECRET_KEY == _DEV_SECRET:

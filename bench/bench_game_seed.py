@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "appareal_site.settings")
+os.environ.setdefault("DEBUG", "1")  # development settings, as before DEBUG defaulted to off
 
 
 def token_for(user_id: int) -> str:
