@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from appareal_site.api import error
-from labeling.models import DatasetExport, ExportStatus
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus
 from labeling.selectors.exports import can_export, export_path, exports
 from labeling.services.exports import ExportRejected, request_export
 
@@ -32,6 +32,10 @@ class IsStaffOrResearcher(BasePermission):
 
 
 class ExportRequestSerializer(serializers.Serializer):
+    purpose = serializers.ChoiceField(
+        choices=ExportPurpose.choices, required=False, default=ExportPurpose.RESEARCH,
+        help_text="'research' (default): photos consented for research exports; 'training': photos consented "
+                  "for model training (what the app's retraining reads).")
     name = serializers.CharField(required=False, default="appareal", max_length=64,
                                  help_text="Top folder inside the zip (letters, digits, . _ -).")
     include_simulated = serializers.BooleanField(required=False, default=False,
@@ -48,11 +52,12 @@ class ExportSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DatasetExport
-        fields = ["id", "name", "status", "progress", "options", "counts", "size_bytes", "sha256", "error",
-                  "requested_by", "created_at", "started_at", "finished_at", "download_url"]
+        fields = ["id", "name", "purpose", "status", "progress", "options", "counts", "size_bytes", "sha256", "error",
+                  "requested_by", "created_at", "started_at", "finished_at", "files_purged_at", "purge_reason",
+                  "download_url"]
 
     def get_download_url(self, obj) -> str | None:
-        if obj.status != ExportStatus.SUCCEEDED:
+        if obj.status != ExportStatus.SUCCEEDED or not obj.file:
             return None
         return reverse("api-export-download", args=[obj.pk])
 
@@ -108,6 +113,9 @@ class ExportDownloadView(APIView):
             raise Http404
         if export.status != ExportStatus.SUCCEEDED:
             return error(f"Export {pk} is {export.status}, not ready to download.", status.HTTP_409_CONFLICT)
+        if export.files_purged_at is not None:
+            return error(f"Export {pk}'s files were deleted: {export.purge_reason}. Make a new export.",
+                         status.HTTP_410_GONE)
         return _zip_response(export)
 
 
@@ -125,6 +133,7 @@ def exports_page(request):
         try:
             export = request_export(
                 user=request.user,
+                purpose=request.POST.get("purpose") or ExportPurpose.RESEARCH,
                 name=request.POST.get("name") or "appareal",
                 include_simulated=request.POST.get("include_simulated") == "on",
                 include_dropped=request.POST.get("include_dropped") == "on",

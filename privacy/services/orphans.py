@@ -5,8 +5,8 @@ each export's zip (PRIVATE_ROOT/exports/), each ready download (PRIVATE_ROOT/dow
 files already queued for deletion. Anything else in those folders older than the grace period is
 an orphan (a younger one may be an upload or a build still writing), and so is any original left in
 public media (MEDIA_ROOT/originals/, where originals lived before they became private). Rows
-without files: photos in the game or hidden whose original or crop is missing, finished exports
-and ready downloads whose zip is missing.
+without files: photos in the game whose original or crop is missing, finished exports and ready
+downloads whose zip is missing.
 
 Fixing deletes orphan files (through the deletion queue), takes photos without files out of the
 game (hidden, for staff to look at), and marks exports and downloads without files as gone.
@@ -87,7 +87,7 @@ def find_orphans() -> OrphanReport:
             elif now - path.stat().st_mtime > grace:
                 report.files_without_rows.append((store, name))
     media, private = Path(settings.MEDIA_ROOT), Path(settings.PRIVATE_ROOT)
-    photos = Photo.objects.exclude(status=PhotoStatus.DELETED).values_list("pk", "image", "face_image")
+    photos = Photo.objects.filter(status=PhotoStatus.ACTIVE).values_list("pk", "image", "face_image")
     for pk, image, face in photos.iterator(chunk_size=20_000):
         if not image or not face or not (private / image).is_file() or not (media / face).is_file():
             report.photos_without_files.append(pk)
