@@ -9,8 +9,8 @@ from labeling.services.exports import export_now
 from privacy.models import AuditAction, AuditEvent
 from tests.conftest import photo_files
 from tests.factories import make_photo, make_user
-from tests.labeling.test_upload import api_upload, page_upload
 from tests.labeling import upload_corpus as corpus
+from tests.labeling.test_upload import api_upload, page_upload
 from tests.privacy.helpers import crowd, uploaded
 
 pytestmark = pytest.mark.django_db

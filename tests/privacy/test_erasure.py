@@ -18,7 +18,7 @@ from leaderboard.services import send_friend_request
 from privacy.models import AccountErasure, AuditAction, AuditEvent, DataDownload, ErasureStatus, PendingFileDeletion
 from privacy.services import downloads, erasure, reauth
 from privacy.services.placeholders import PREFIX
-from tests.factories import PASSWORD, make_photo, make_user
+from tests.factories import PASSWORD, make_user
 from tests.privacy.helpers import checks_pass, crowd, private, stored, uploaded, voter
 
 pytestmark = pytest.mark.django_db

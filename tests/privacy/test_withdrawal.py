@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from labeling.models import DatasetExport, ExportPurpose, Photo, PhotoReport, PhotoStatus, Vote
 from labeling.selectors.exports import export_path
+from labeling.selectors.voting import next_photo_for
 from labeling.services.exports import export_now
 from labeling.services.votes import VoteRejected, cast_vote
-from labeling.selectors.voting import next_photo_for
 from privacy import files
 from privacy.models import AuditAction, AuditEvent, PendingFileDeletion
 from privacy.services import withdrawal
