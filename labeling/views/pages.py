@@ -74,6 +74,8 @@ def my_photos(request):
 @login_required
 @require_POST
 def delete_photo(request, pk: int):
+    if not Photo.objects.filter(pk=pk, owner_id=request.user.pk).exists():
+        raise Http404("No such photo among yours.")
     try:
         withdrawal.delete_photo(user=request.user, photo_id=pk)
     except Photo.DoesNotExist:

@@ -44,6 +44,8 @@ def _checked(request, name: str) -> bool:
 @login_required
 @require_POST
 def change_consent(request, pk: int):
+    if not Photo.objects.filter(pk=pk, owner_id=request.user.pk).exists():
+        raise Http404("No such photo among yours.")
     try:
         consent.change_consent(user=request.user, photo_id=pk, export=_checked(request, "export"),
                                training=_checked(request, "training"))
