@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 
 from labeling.models import DatasetExport, ExportStatus, Photo, PhotoStatus
 from privacy.codec import decode_ids
@@ -25,6 +25,10 @@ def exports_holding(photo_ids: Iterable[int]) -> dict[int, list[dict]]:
     if wanted.size == 0:
         return found
     exports = DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED).exclude(photo_ids=b"").order_by("pk")
+    # An export holds only photos that existed before it finished: skip the older ones undecoded.
+    earliest = Photo.objects.filter(pk__in=wanted.tolist()).aggregate(first=Min("created_at"))["first"]
+    if earliest is not None:
+        exports = exports.filter(Q(finished_at__isnull=True) | Q(finished_at__gte=earliest))
     for export in exports.iterator(chunk_size=20):
         held = wanted[np.isin(wanted, decode_ids(export.photo_ids))]
         info = _export_info(export) if held.size else None
