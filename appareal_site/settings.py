@@ -100,22 +100,21 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 60)
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",  # empty means unset
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
     )
 }
 # The game's hot SQL runs as prepared statements (appareal_site/db.py); off behind a pooler in
 # transaction mode (pgbouncer).
 APPAREAL_PREPARED_SQL = env_bool("APPAREAL_PREPARED_SQL", True)
 # A vote on PostgreSQL: the whole transaction as one call of the database function
-# labeling_cast_vote (migration labeling/0003); off: the Python path (labeling/services/votes.py).
+# labeling_cast_vote (migration labeling/0004, called by labeling/services/vote_function.py); off:
+# the Python path (labeling/services/votes.py).
 APPAREAL_VOTE_FUNCTION = env_bool("APPAREAL_VOTE_FUNCTION", True)
-# The lean WSGI route for token-authenticated POST /api/photos/{id}/votes/ (labeling/fast_vote.py);
+# The lean WSGI route for token-authenticated POST /api/photos/{id}/votes/ (appareal_site/fast_vote_route.py);
 # off: every vote goes through Django's middleware and the DRF view.
 APPAREAL_VOTE_FAST_PATH = env_bool("APPAREAL_VOTE_FAST_PATH", True)
-# The vote rate limit's Redis script over a lean per-thread socket (labeling/services/votes.py);
-# off, or for a Redis location with a password or TLS: redis-py.
-APPAREAL_LEAN_REDIS = env_bool("APPAREAL_LEAN_REDIS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite: wait for the writer lock instead of failing at once under the dev server's threads.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

@@ -144,7 +144,7 @@ def create_photo(
             photo.save()
             profile = ensure_profile(owner)
             if source == PhotoSource.UPLOAD and profile.kind == PlayerKind.HUMAN:
-                from leaderboard.services import award_upload_points
+                from leaderboard.services.awards import award_upload_points
 
                 award_upload_points(photo)
             transaction.on_commit(lambda: _queue_prediction(photo.pk))

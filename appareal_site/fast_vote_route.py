@@ -8,7 +8,7 @@ serializer, renderer) than in its own work. This route, wrapped around Django's 
 code where it matters: the same token checks (appareal_site.authentication: on PostgreSQL a token
 seen before is checked again inside the vote's own statement instead of in a round trip of its
 own; when it fails the request goes to DRF, whose 401 it then gets), the same
-rate limit (labeling.services.votes.take_vote_token), the same service (`cast_vote_by`), the same
+rate limit (labeling.services.vote_rate_limit.take_vote_token), the same service (`cast_vote_by`), the same
 answer body (`labeling.views.voting.vote_result`, rendered by DRF's JSONRenderer) and the same
 response headers (SecurityMiddleware and XFrameOptionsMiddleware run on the response).
 tests/labeling/test_fast_vote.py compares its answers with Django's, byte for byte.
@@ -50,16 +50,10 @@ from appareal_site.authentication import (
     remember_token_user,
     remembered_token_user,
 )
-from labeling.services.votes import (
-    MAX_AGE,
-    MIN_AGE,
-    VoteRejected,
-    cast_vote_by,
-    rejection_for,
-    store_vote,
-    take_vote_token,
-    votes_in_database,
-)
+from labeling.services.vote_function import store_vote, votes_in_database
+from labeling.services.vote_outcomes import MAX_AGE, MIN_AGE, VoteRejected, rejection_for
+from labeling.services.vote_rate_limit import take_vote_token
+from labeling.services.votes import cast_vote_by
 from labeling.views.voting import PhotoVotesView, stored_vote_result, vote_result
 
 # What Django's URL pattern "api/" + "photos/<int:pk>/votes/" matches (the int converter: [0-9]+).
