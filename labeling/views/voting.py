@@ -20,7 +20,7 @@ from labeling.serializers_voting import (
 )
 from labeling.services.votes import VoteRejected, cast_vote, take_vote_token
 from leaderboard.services import EARNING_KINDS
-from modeling.selectors import you_vs_model
+from modelhub.selectors import you_vs_model
 
 
 @login_required

@@ -6,9 +6,10 @@ from labeling.models import PlayerKind, Vote
 from labeling.selectors.exports import export_votes
 from labeling.services.votes import cast_vote
 from leaderboard.models import PointsAward
-from modeling import registry, selectors, services
+from modelhub import registry, selectors
+from modelhub.services import predictions
 from tests.factories import make_user
-from tests.modeling.models_app_support import install_versions, photo_with_face_like, tiny_models
+from tests.modelhub.models_app_support import install_versions, photo_with_face_like, tiny_models
 
 pytestmark = pytest.mark.django_db
 
@@ -28,9 +29,9 @@ def test_model_votes_are_scored_but_never_in_consensus_or_export(active, api_cli
     photo.refresh_from_db()
     before = (photo.n_votes, photo.n_kept, photo.apparent_age)
 
-    out = services.predict_photos([photo.pk])
+    out = predictions.predict_photos([photo.pk])
     assert out["voted"] == 1
-    dex = services.model_player()
+    dex = predictions.model_player()
     assert dex.profile.kind == PlayerKind.MODEL
     vote = Vote.objects.get(photo=photo, voter=dex)
     photo.refresh_from_db()
@@ -45,12 +46,12 @@ def test_model_votes_are_scored_but_never_in_consensus_or_export(active, api_cli
     board = api_client.get("/api/leaderboard/?scope=global&period=all").json()
     assert "DEX" in [row["username"] for row in board["results"]]
     # A second prediction does not vote twice.
-    assert services.predict_photos([photo.pk])["voted"] == 0
+    assert predictions.predict_photos([photo.pk])["voted"] == 0
 
 
 def test_you_vs_dex(active):
     me, owner = make_user(), make_user()
-    dex = services.model_player()
+    dex = predictions.model_player()
     p1, p2 = photo_with_face_like(owner, 30), photo_with_face_like(owner, 60)
     for photo in (p1, p2):
         for i, user in enumerate(make_user() for _ in range(5)):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from modeling.models import ModelRole, ModelVersion
+from modelhub.models import ModelRole, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def active_version(role: str) -> ModelVersion | None:
 
 def predictor_for(version: ModelVersion):
     """The loaded predictor of `version` (cached per role while it stays active)."""
+    # torch on first use: a web process that never predicts does not pay its import time and memory
     from modeling.predictor import AgePredictor
 
     key = version.role or f"v{version.pk}"
@@ -62,7 +63,7 @@ def predictor_for(version: ModelVersion):
         cached = _loaded.get(key)
         if cached and cached[0] == version.pk:
             return cached[1]
-        device = getattr(settings, "MODELING_PREDICT_DEVICE", "cpu")
+        device = settings.MODELING_PREDICT_DEVICE
         predictor = AgePredictor.load(str(model_path(version)), device=device)
         _loaded[key] = (version.pk, predictor)
         logger.info("loaded model version %s for %s", version.pk, key)

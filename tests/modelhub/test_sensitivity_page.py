@@ -2,9 +2,9 @@
 import pytest
 from django.contrib.auth.models import Group
 
-from modeling import registry
+from modelhub import registry
 from tests.factories import make_user
-from tests.modeling.models_app_support import install_versions, photo_with_face_like, tiny_models
+from tests.modelhub.models_app_support import install_versions, photo_with_face_like, tiny_models
 
 pytestmark = pytest.mark.django_db
 

@@ -1,10 +1,12 @@
 """Ask for a training run from the command line (the same path as the Retrain button)."""
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from modeling import services
-from modeling.models import TrainingRun
+from modelhub.models import TrainingRun
+from modelhub.services.runs import TrainingRefused, request_training
+from modelhub.services.training import run_training
 
 
 class Command(BaseCommand):
@@ -26,17 +28,15 @@ class Command(BaseCommand):
                                      "max_minutes": o["max_minutes"], "epochs": o["epochs"],
                                      "image_size": o["image_size"], "batch_size": o["batch_size"]}.items()
                    if v is not None}
-        from django.conf import settings
-
         # A command has no server around it to keep a background thread alive: with no broker (or
         # with --inline) the run happens here, in the foreground.
         settings.MODELING_TRAIN_IN_THREAD = False
         try:
-            run = services.request_training(dataset_dir=o["data"], **options)
-        except services.TrainingRefused as exc:
+            run = request_training(dataset_dir=o["data"], **options)
+        except TrainingRefused as exc:
             raise CommandError(exc.message) from None
         if o["inline"] and TrainingRun.objects.get(pk=run.pk).status == "queued":
-            services.run_training(run.pk)
+            run_training(run.pk)
         run.refresh_from_db()
         self.stdout.write(json.dumps({"run": run.pk, "status": run.status, "promotion": run.promotion,
                                       "error": run.error}, indent=2))

@@ -1,4 +1,4 @@
-"""Pages and API of the modeling app: validate, call one service or selector, render."""
+"""Pages and API of the age models: validate, call one service or selector, render."""
 from __future__ import annotations
 
 import logging
@@ -12,14 +12,22 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from PIL import Image
 from rest_framework import permissions, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from modeling import selectors, services
-from modeling.models import ModelRole, ModelVersion, TrainingRun
+from labeling.imaging import ImageRejected, normalise_image, read_limited
+from labeling.models import Photo
+from labeling.services.uploads import MIN_FACE_CONFIDENCE
+from modelhub import maps, selectors
+from modelhub.models import ModelRole, ModelVersion, TrainingRun
+from modelhub.registry import NoActiveModel, active_models, predict_faces
+from modelhub.services import promotion, runs
+from modelhub.services.predictions import queue_stale_predictions
+from modeling.faces import detect, face_crop
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +43,17 @@ def _staff_only(request):
 @login_required
 def dashboard(request):
     _staff_only(request)
-    from labeling.models import DatasetExport, ExportStatus
-
     if selectors.embedded_mode():
         # No worker to pick up a run that a restarted dev server left half-done: resume it here.
-        services.resume_interrupted_runs()
+        runs.resume_interrupted_runs()
     context = {
         "active": selectors.active_versions(),
-        "open_run": services.open_run(),
+        "open_run": runs.open_run(),
         "runs": selectors.runs()[:20],
         "versions": selectors.versions()[:40],
-        "exports": DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED).order_by("-created_at", "-pk")[:20],
-        "defaults": services.default_train_settings(),
-        "backbones": services.BACKBONES,
+        "exports": selectors.finished_exports()[:20],
+        "defaults": runs.default_train_settings(),
+        "backbones": runs.BACKBONES,
         "embedded": selectors.embedded_mode(),
         "previous": {role: selectors.previous_version(role) for role in ModelRole.values},
     }
@@ -61,8 +67,8 @@ def train(request):
     data = {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
     data["include_simulated"] = "include_simulated" in request.POST
     try:
-        run = services.request_training(user=request.user, **data)
-    except services.TrainingRefused as exc:
+        run = runs.request_training(user=request.user, **data)
+    except runs.TrainingRefused as exc:
         messages.error(request, exc.message)
         return redirect("models_dashboard")
     messages.success(request, f"Training run #{run.pk} queued.")
@@ -81,7 +87,7 @@ def run_page(request, pk: int):
 def cancel(request, pk: int):
     _staff_only(request)
     run = get_object_or_404(TrainingRun, pk=pk)
-    services.cancel_run(run, user=request.user)
+    runs.cancel_run(run, user=request.user)
     messages.info(request, f"Run #{run.pk}: cancel requested.")
     return redirect("model_run", pk=run.pk)
 
@@ -92,9 +98,9 @@ def activate(request, pk: int):
     _staff_only(request)
     version = get_object_or_404(ModelVersion, pk=pk)
     try:
-        services.activate_version(version, user=request.user, reason="promoted by hand")
-        services.queue_stale_predictions()
-    except services.ActivationRefused as exc:
+        promotion.activate_version(version, user=request.user, reason="promoted by hand")
+        queue_stale_predictions()
+    except promotion.ActivationRefused as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{version} is now the active {version.get_role_display().lower()} model.")
@@ -106,8 +112,8 @@ def activate(request, pk: int):
 def rollback(request, role: str):
     _staff_only(request)
     try:
-        version = services.rollback(role, user=request.user)
-    except services.ActivationRefused as exc:
+        version = promotion.rollback(role, user=request.user)
+    except promotion.ActivationRefused as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Rolled back: {version} is active again.")
@@ -123,11 +129,7 @@ def you_vs_dex(request):
 def photo_maps(request, pk: int):
     if not selectors.can_see_maps(request.user):
         raise PermissionDenied("Sensitivity maps are for staff and researchers.")
-    from labeling.models import Photo
-
     photo = get_object_or_404(Photo, pk=pk)
-    from modeling import maps
-
     try:
         paths = maps.cached_maps(photo, selectors.sensitivity_cache_root())
     except Exception as exc:  # noqa: BLE001 - shown on the page, never a 500
@@ -144,9 +146,6 @@ def photo_maps(request, pk: int):
 def photo_map_image(request, pk: int, kind: str):
     if not selectors.can_see_maps(request.user):
         raise PermissionDenied("Sensitivity maps are for staff and researchers.")
-    from labeling.models import Photo
-    from modeling import maps
-
     if kind not in maps.KINDS:
         raise Http404
     photo = get_object_or_404(Photo, pk=pk)
@@ -179,7 +178,7 @@ class TrainView(APIView):
         request=inline_serializer("TrainRequest", {
             "export": serializers.CharField(required=False, help_text="'latest' (default), 'now' or an export id"),
             "target": serializers.ChoiceField(["full", "apparent", "real"], required=False),
-            "backbone": serializers.ChoiceField(list(services.BACKBONES), required=False),
+            "backbone": serializers.ChoiceField(list(runs.BACKBONES), required=False),
             "max_minutes": serializers.FloatField(required=False, help_text="budget of the whole run"),
             "epochs": serializers.IntegerField(required=False),
             "image_size": serializers.IntegerField(required=False),
@@ -195,8 +194,8 @@ class TrainView(APIView):
         data = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
         data.pop("dataset_dir", None)  # never from a request
         try:
-            run = services.request_training(user=request.user, **data)
-        except services.TrainingRefused as exc:
+            run = runs.request_training(user=request.user, **data)
+        except runs.TrainingRefused as exc:
             body = {"detail": exc.message}
             if exc.field:
                 body[exc.field] = [exc.message]
@@ -228,7 +227,7 @@ class RunCancelView(APIView):
     @extend_schema(operation_id="models_run_cancel", request=None, responses={200: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
         run = get_object_or_404(TrainingRun, pk=pk)
-        run = services.cancel_run(run, user=request.user)
+        run = runs.cancel_run(run, user=request.user)
         return Response(selectors.run_payload(run))
 
 
@@ -252,10 +251,10 @@ class ActivateView(APIView):
     def post(self, request, pk: int):
         version = get_object_or_404(ModelVersion, pk=pk)
         try:
-            version = services.activate_version(version, user=request.user, reason="promoted by hand (API)")
-        except services.ActivationRefused as exc:
+            version = promotion.activate_version(version, user=request.user, reason="promoted by hand (API)")
+        except promotion.ActivationRefused as exc:
             return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
-        services.queue_stale_predictions()
+        queue_stale_predictions()
         return Response(selectors.version_payload(version))
 
 
@@ -268,8 +267,8 @@ class RollbackView(APIView):
     def post(self, request):
         role = str(request.data.get("role") or "")
         try:
-            version = services.rollback(role, user=request.user)
-        except services.ActivationRefused as exc:
+            version = promotion.rollback(role, user=request.user)
+        except promotion.ActivationRefused as exc:
             return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
         return Response(selectors.version_payload(version))
 
@@ -278,7 +277,7 @@ class PredictThrottle(UserRateThrottle):
     scope = "predict"
 
     def get_rate(self):
-        return getattr(settings, "MODELING_PREDICT_RATE", "60/min")
+        return settings.MODELING_PREDICT_RATE
 
 
 class PredictView(APIView):
@@ -309,9 +308,6 @@ class PredictView(APIView):
         },
     )
     def post(self, request):
-        from labeling.imaging import ImageRejected, normalise_image, read_limited
-        from modeling.registry import NoActiveModel, active_models, predict_faces
-
         upload = request.FILES.get("image")
         if upload is None:
             return Response({"image": ["Attach an image file as 'image' (multipart form)."]},
@@ -327,15 +323,10 @@ class PredictView(APIView):
                 {"detail": "No age model is active yet: an admin has to train one (Models page, or "
                            "POST /api/models/train/) before predictions are available. Try again later."},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "600"})
-        from PIL import Image
-
         scale = 1.0
         if max(image.size) > cfg["UPLOAD_MAX_SIDE"]:
             scale = max(image.size) / cfg["UPLOAD_MAX_SIDE"]
             image.thumbnail((cfg["UPLOAD_MAX_SIDE"], cfg["UPLOAD_MAX_SIDE"]), Image.Resampling.LANCZOS)
-        from labeling.services.uploads import MIN_FACE_CONFIDENCE
-        from modeling.faces import detect, face_crop
-
         faces = [f for f in detect(image, try_rotations=True) if f.confidence >= MIN_FACE_CONFIDENCE]
         faces.sort(key=lambda f: -f.area)
         crops = [face_crop(image, f, margin=cfg["FACE_CROP_MARGIN"], size=cfg["FACE_CROP_SIZE"]) for f in faces]

@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from modeling import services
+from modelhub.services.predictions import backfill_predictions
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         def progress(done, total):
             self.stdout.write(f"  {done}/{total} photos ({done / max(1e-9, time.monotonic() - t0):.1f}/s)")
 
-        totals = services.backfill_predictions(all_photos=opts["all"], batch_size=opts["batch_size"],
+        totals = backfill_predictions(all_photos=opts["all"], batch_size=opts["batch_size"],
                                                on_progress=progress, vote=not opts["no_votes"])
         elapsed = time.monotonic() - t0
         if totals.get("reason"):

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from modeling import services
-from modeling.models import ModelRole, ModelVersion, RunStatus, TrainingRun
+from modelhub.models import ModelRole, ModelVersion, RunStatus, TrainingRun
+from modelhub.services import runs
 from tests.conftest import REPO_ROOT
-from tests.modeling.models_app_support import TINY, make_dataset
+from tests.modelhub.models_app_support import TINY, make_dataset
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def start_worker(settings, log_path):
 
 def test_retrain_through_a_real_worker(celery_worker_process, tmp_path):
     data = make_dataset(tmp_path / "ds")
-    run = services.request_training(dataset_dir=data, target="full", **TINY)
+    run = runs.request_training(dataset_dir=data, target="full", **TINY)
     assert TrainingRun.objects.get(pk=run.pk).celery_task_id  # queued on the broker, not run here
     wait_for(lambda: run_status(run.pk) in ("succeeded", "failed"), 240, "the run to finish")
     run.refresh_from_db()
@@ -63,8 +63,8 @@ def test_retrain_through_a_real_worker(celery_worker_process, tmp_path):
 def test_killed_worker_resumes_from_the_last_checkpoint(celery_worker_process, tmp_path, settings):
     data = make_dataset(tmp_path / "ds", n=(160, 24, 24))
     settings_ = {**TINY, "epochs": 6, "image_size": 32, "max_minutes": 10.0}
-    run = services.request_training(dataset_dir=data, target="apparent", patience=50, **settings_)
-    stage = services.run_dir(run.pk) / "apparent_dex"
+    run = runs.request_training(dataset_dir=data, target="apparent", patience=50, **settings_)
+    stage = runs.run_dir(run.pk) / "apparent_dex"
     wait_for(lambda: (stage / "checkpoint.pt").is_file(), 180, "the first checkpoint")
     celery_worker_process.send_signal(signal.SIGKILL)
     celery_worker_process.wait(timeout=10)

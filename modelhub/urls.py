@@ -1,6 +1,6 @@
 from django.urls import path
 
-from modeling import views
+from modelhub import views
 
 urlpatterns = [
     path("staff/models/", views.dashboard, name="models_dashboard"),

@@ -2,8 +2,10 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from modeling import services
-from modeling.models import ModelVersion, TrainingRun
+from modelhub.models import ModelVersion, TrainingRun
+from modelhub.services.predictions import queue_stale_predictions
+from modelhub.services.promotion import ActivationRefused, activate_version
+from modelhub.services.runs import TrainingRefused, cancel_run, request_training
 
 
 @admin.register(TrainingRun)
@@ -30,8 +32,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if run and run.settings.get("dataset_dir"):
             options["export"] = "latest"
         try:
-            new = services.request_training(user=request.user, **options)
-        except services.TrainingRefused as exc:
+            new = request_training(user=request.user, **options)
+        except TrainingRefused as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
             self.message_user(request, format_html('Run #{} queued: <a href="{}">watch it</a>.', new.pk,
@@ -40,7 +42,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel")
     def cancel(self, request, queryset):
         for run in queryset:
-            services.cancel_run(run, user=request.user)
+            cancel_run(run, user=request.user)
         self.message_user(request, "Cancel requested.")
 
 
@@ -58,9 +60,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
         try:
-            version = services.activate_version(queryset.get(), user=request.user, reason="admin")
-        except services.ActivationRefused as exc:
+            version = activate_version(queryset.get(), user=request.user, reason="admin")
+        except ActivationRefused as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return
-        services.queue_stale_predictions()
+        queue_stale_predictions()
         self.message_user(request, f"{version} is active.", messages.SUCCESS)

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from labeling.models import Photo, Vote
-from modeling import registry, services
-from modeling.models import ModelKind, ModelRole, ModelVersion, RunStatus, TrainingRun
+from modelhub import registry
+from modelhub.models import ModelKind, ModelRole, ModelVersion, RunStatus, TrainingRun
+from modelhub.services import runs, training
 from tests.factories import make_user
-from tests.modeling.models_app_support import TINY, install_versions, make_dataset, photo_with_face_like, tiny_models
+from tests.modelhub.models_app_support import TINY, install_versions, make_dataset, photo_with_face_like, tiny_models
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def test_full_pipeline_run_promotes_tables_and_predictions(tmp_path, django_capt
     owner = make_user()
     photos = [photo_with_face_like(owner, age) for age in (12, 45)]
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.request_training(dataset_dir=data, target="full", **TINY)
+        run = runs.request_training(dataset_dir=data, target="full", **TINY)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.progress == 1.0 and run.started_at and run.finished_at and run.device == "cpu"
@@ -53,7 +54,7 @@ def test_full_pipeline_run_promotes_tables_and_predictions(tmp_path, django_capt
         assert Vote.objects.filter(photo=photo, voter__username="DEX", voter_kind="model").exists()
         assert photo.n_votes == 0  # the model's vote never counts
     # Each stage checkpointed into its own folder under PRIVATE_ROOT.
-    root = services.run_dir(run.pk)
+    root = runs.run_dir(run.pk)
     assert (root / "apparent_dex" / "checkpoint.pt").is_file()
     assert (root / "apparent_residual_real" / "model.pt").is_file()
     assert "succeeded" in run.log_tail
@@ -61,21 +62,21 @@ def test_full_pipeline_run_promotes_tables_and_predictions(tmp_path, django_capt
 
 def test_cancel_in_the_middle_stops_and_promotes_nothing(tmp_path, monkeypatch):
     data = make_dataset(tmp_path / "ds")
-    monkeypatch.setattr(services, "CANCEL_CHECK_EVERY_S", 0.0)
-    original = services._Progress.__call__
+    monkeypatch.setattr(runs, "CANCEL_CHECK_EVERY_S", 0.0)
+    original = runs.RunProgress.__call__
 
     def press_cancel_after_first_epoch(self, record):
         original(self, record)
         if record.get("event") == "epoch" and record.get("epoch") == 1:
             TrainingRun.objects.filter(pk=self.run_id).update(cancel_requested=True)
 
-    monkeypatch.setattr(services._Progress, "__call__", press_cancel_after_first_epoch)
-    run = services.request_training(dataset_dir=data, target="full", **{**TINY, "epochs": 4})
-    assert services.run_training(run.pk) == RunStatus.CANCELLED
+    monkeypatch.setattr(runs.RunProgress, "__call__", press_cancel_after_first_epoch)
+    run = runs.request_training(dataset_dir=data, target="full", **{**TINY, "epochs": 4})
+    assert training.run_training(run.pk) == RunStatus.CANCELLED
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED and "cancelled" in run.log_tail
     assert not ModelVersion.objects.exists()
-    assert services.open_run() is None
+    assert runs.open_run() is None
 
 
 class _WorkerKilled(BaseException):
@@ -84,7 +85,7 @@ class _WorkerKilled(BaseException):
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, trained_active=None):
     data = make_dataset(tmp_path / "ds")
-    original = services._Progress.__call__
+    original = runs.RunProgress.__call__
     state = {"killed": False}
 
     def die_during_epoch_two(self, record):
@@ -93,18 +94,18 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, trai
             state["killed"] = True
             raise _WorkerKilled()
 
-    monkeypatch.setattr(services._Progress, "__call__", die_during_epoch_two)
-    run = services.request_training(dataset_dir=data, target="apparent", **{**TINY, "epochs": 3})
+    monkeypatch.setattr(runs.RunProgress, "__call__", die_during_epoch_two)
+    run = runs.request_training(dataset_dir=data, target="apparent", **{**TINY, "epochs": 3})
     with pytest.raises(_WorkerKilled):
-        services.run_training(run.pk)
+        training.run_training(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING and run.attempts == 1
     assert not ModelVersion.objects.filter(is_active=True).exists()  # nothing changes until success
-    stage = services.run_dir(run.pk) / "apparent_dex"
+    stage = runs.run_dir(run.pk) / "apparent_dex"
     assert (stage / "checkpoint.pt").is_file() and not (stage / "model.pt").exists()
 
     # A worker starting up finds the orphaned run and resumes it.
-    assert services.resume_interrupted_runs() == [run.pk]
+    assert runs.resume_interrupted_runs() == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.attempts == 2 and "picked up again" in run.log_tail
@@ -116,7 +117,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, trai
 
 
 def test_predict_photos_task_is_batched_and_needs_an_active_model(tmp_path_factory):
-    from modeling.tasks import predict_photos
+    from modelhub.tasks import predict_photos
 
     owner = make_user()
     photos = [photo_with_face_like(owner, age) for age in (10, 30, 50)]
@@ -179,7 +180,7 @@ def test_upload_with_a_model_active_gets_a_prediction(api_client, tmp_path_facto
 
 def test_training_goes_to_the_gpu_queue_and_predictions_to_default():
     from appareal_site.celery import app
-    from modeling import tasks
+    from modelhub import tasks
 
     def queue_of(name):
         return app.amqp.router.route({}, name, args=(), kwargs={})["queue"].name
@@ -187,5 +188,8 @@ def test_training_goes_to_the_gpu_queue_and_predictions_to_default():
     assert queue_of("modeling.tasks.train_model") == "gpu"
     assert queue_of("modeling.tasks.predict_photos") == "default"
     assert queue_of("modeling.tasks.predict_stale_photos") == "default"
+    # the names messages carry stayed those of the module the tasks lived in before modelhub
+    assert [t.name for t in (tasks.train_model, tasks.predict_photos, tasks.predict_stale_photos)] == [
+        "modeling.tasks.train_model", "modeling.tasks.predict_photos", "modeling.tasks.predict_stale_photos"]
     assert tasks.train_model.acks_late and tasks.train_model.reject_on_worker_lost
     assert tasks.train_model.soft_time_limit < tasks.train_model.time_limit

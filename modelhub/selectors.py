@@ -1,13 +1,20 @@
 """Reads of the modeling app: who may do what, runs, versions, and "you vs DEX"."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from modeling.models import ModelRole, ModelVersion, RunStatus, TrainingRun
+from appareal_site.celery import app as celery_app
+from labeling.models import DatasetExport, ExportStatus, PlayerKind, Vote
+from modelhub.models import ModelRole, ModelVersion, RunStatus, TrainingRun
 
 RESEARCHERS_GROUP = "researchers"
+# The system player whose votes are the active apparent-age model's guesses
+# (modelhub.services.predictions.model_player).
+MODEL_PLAYER_USERNAME = "DEX"
 # A run queued this long with no worker picking it up: the page says no worker is listening.
 QUEUED_HINT_AFTER_S = 20
 
@@ -47,10 +54,13 @@ def previous_version(role: str) -> ModelVersion | None:
             .order_by("-deactivated_at").first())
 
 
-def embedded_mode() -> bool:
-    from appareal_site.celery import app
+def finished_exports() -> QuerySet[DatasetExport]:
+    """The dataset exports a run can train on, newest first."""
+    return DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED).order_by("-created_at", "-pk")
 
-    return bool(app.conf.task_always_eager)
+
+def embedded_mode() -> bool:
+    return bool(celery_app.conf.task_always_eager)
 
 
 def run_notice(run: TrainingRun) -> str:
@@ -125,11 +135,6 @@ def you_vs_model(user) -> dict:
     user's own vote does, as on the photo page). Shown on the voting page and the profile; the work
     grows with the user's own votes, not with the model's (which vote on every photo).
     """
-    from django.db.models import OuterRef, Subquery
-
-    from labeling.models import PlayerKind, Vote
-    from modeling.services import MODEL_PLAYER_USERNAME
-
     empty = {"photos": 0, "closer_share": None, "your_mae": None, "model_mae": None, "ties": 0,
              "model_name": MODEL_PLAYER_USERNAME}
     if not getattr(user, "is_authenticated", False):
@@ -160,7 +165,5 @@ def you_vs_model(user) -> dict:
             "model_mae": round(model_err / n, 2), "ties": ties, "model_name": MODEL_PLAYER_USERNAME}
 
 
-def sensitivity_cache_root():
-    from pathlib import Path
-
+def sensitivity_cache_root() -> Path:
     return Path(settings.PRIVATE_ROOT) / "sensitivity"

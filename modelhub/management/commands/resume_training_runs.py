@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from modeling.services import resume_interrupted_runs
+from modelhub.services.runs import resume_interrupted_runs
 
 
 class Command(BaseCommand):

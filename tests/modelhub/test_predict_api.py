@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from modeling import registry
+from modelhub import registry
 from tests.factories import make_user
-from tests.modeling.models_app_support import install_versions, tiny_models
+from tests.modelhub.models_app_support import install_versions, tiny_models
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "photos"
@@ -69,7 +69,7 @@ def test_models_api_schema_without_warnings(capsys):
     from drf_spectacular.validation import validate_schema
 
     GENERATOR_STATS.reset()
-    schema = SchemaGenerator(patterns=[path("api/", include("modeling.api_urls"))]).get_schema(request=None, public=True)
+    schema = SchemaGenerator(patterns=[path("api/", include("modelhub.api_urls"))]).get_schema(request=None, public=True)
     validate_schema(schema)
     assert not GENERATOR_STATS, capsys.readouterr().err
     for route in ("/api/models/", "/api/models/train/", "/api/models/runs/{id}/", "/api/models/{id}/activate/",

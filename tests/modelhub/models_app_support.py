@@ -107,7 +107,7 @@ def install_versions(trained: dict, *, activate: bool = True, tag: str = "fixtur
 
     from django.conf import settings
 
-    from modeling.models import ModelKind, ModelRole, ModelVersion
+    from modelhub.models import ModelKind, ModelRole, ModelVersion
 
     dest = Path(settings.PRIVATE_ROOT) / "runs" / tag
     if not dest.exists():
@@ -120,7 +120,7 @@ def install_versions(trained: dict, *, activate: bool = True, tag: str = "fixtur
         kind=ModelKind.RESIDUAL, role=ModelRole.REAL, name="Apparent + Residual DEX", parent=app,
         file=f"runs/{tag}/apparent_residual_real/model.pt", metrics=trained["residual_metrics"])
     if activate:
-        from modeling.services import activate_version
+        from modelhub.services.promotion import activate_version
 
         activate_version(app)
         activate_version(real)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from modeling import views
+from modelhub import views
 
 urlpatterns = [
     path("models/", views.ModelListView.as_view(), name="api-models"),

@@ -5,10 +5,11 @@ import shutil
 import pytest
 from django.db import IntegrityError, transaction
 
-from modeling import registry, services
-from modeling.models import ModelKind, ModelRole, ModelVersion, RunStatus, TrainingRun
+from modelhub import registry
+from modelhub.models import ModelKind, ModelRole, ModelVersion, RunStatus, TrainingRun
+from modelhub.services import promotion, runs, training
 from tests.factories import make_user
-from tests.modeling.models_app_support import TINY, install_versions, make_dataset, tiny_models
+from tests.modelhub.models_app_support import TINY, install_versions, make_dataset, tiny_models
 
 pytestmark = pytest.mark.django_db
 
@@ -27,17 +28,17 @@ def _inline(settings):
 
 def test_second_request_is_refused_while_a_run_is_open(tmp_path):
     data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
-    first = services.request_training(dataset_dir=data, **TINY)  # on_commit not run: stays queued
+    first = runs.request_training(dataset_dir=data, **TINY)  # on_commit not run: stays queued
     assert first.status == RunStatus.QUEUED
-    with pytest.raises(services.RunAlreadyOpen) as exc:
-        services.request_training(dataset_dir=data, **TINY)
+    with pytest.raises(runs.RunAlreadyOpen) as exc:
+        runs.request_training(dataset_dir=data, **TINY)
     assert f"#{first.pk}" in exc.value.message and "one run at a time" in exc.value.message
     # The database itself refuses a second open run on the queue (two requests racing).
     with pytest.raises(IntegrityError), transaction.atomic():
         TrainingRun.objects.create(queue="gpu", status=RunStatus.RUNNING)
-    services.cancel_run(first)
+    runs.cancel_run(first)
     assert TrainingRun.objects.get(pk=first.pk).status == RunStatus.CANCELLED
-    second = services.request_training(dataset_dir=data, **TINY)
+    second = runs.request_training(dataset_dir=data, **TINY)
     assert second.pk != first.pk
 
 
@@ -70,13 +71,13 @@ def test_promote_and_rollback_are_atomic_and_reach_the_loaded_model(trained):
     assert registry.loaded_version_ids() == {"apparent": app1.pk, "real": real1.pk}
     app2, real2 = install_versions(trained, tag="two", activate=False)
 
-    services.activate_version(app2)
+    promotion.activate_version(app2)
     assert list(ModelVersion.objects.filter(role=ModelRole.APPARENT, is_active=True)) == [app2]
     # A worker's next prediction reloads the new active version without a restart.
     assert registry.active_models().apparent.pk == app2.pk
     assert registry.loaded_version_ids()["apparent"] == app2.pk
 
-    back = services.rollback(ModelRole.APPARENT)
+    back = promotion.rollback(ModelRole.APPARENT)
     assert back.pk == app1.pk
     assert list(ModelVersion.objects.filter(role=ModelRole.APPARENT, is_active=True)) == [app1]
     assert registry.active_models().apparent.pk == app1.pk
@@ -105,24 +106,24 @@ def test_activation_api_and_missing_file(api_client, trained, settings):
 
 
 def test_promotion_only_when_better_on_the_same_test_split(trained):
-    from modeling import pipeline
+    from modeling.evaluate import split_mae
 
     active, _ = install_versions(trained, tag="active")
-    active_mae = pipeline.test_mae(str(registry.model_path(active)), trained["data"], "apparent")
+    active_mae = split_mae(str(registry.model_path(active)), trained["data"], "apparent")
     run = TrainingRun.objects.create(status=RunStatus.SUCCEEDED)
     _, _ = install_versions(trained, tag="cand", activate=False)
     worse = ModelVersion.objects.filter(file__startswith="runs/cand/", kind=ModelKind.APPARENT_DEX).get()
     worse.run = run
     worse.metrics = {"test_apparent_mae": active_mae + 5.0}
     worse.save()
-    decision = services.promote_if_better(run, [worse], trained["data"])
+    decision = promotion.promote_if_better(run, [worse], trained["data"])
     assert decision["promoted"] == [] and decision["kept"] == [active.pk]
     assert "promote by hand" in decision["summary"]
     assert ModelVersion.objects.get(role=ModelRole.APPARENT, is_active=True).pk == active.pk
 
     worse.metrics = {"test_apparent_mae": active_mae - 0.5}
     worse.save()
-    decision = services.promote_if_better(run, [worse], trained["data"])
+    decision = promotion.promote_if_better(run, [worse], trained["data"])
     assert decision["promoted"] == [worse.pk]
     assert decision["details"]["apparent"]["active_mae"] == pytest.approx(active_mae, abs=1e-3)
     assert ModelVersion.objects.get(role=ModelRole.APPARENT, is_active=True).pk == worse.pk
@@ -134,8 +135,8 @@ def test_failed_run_records_the_error_and_promotes_nothing(tmp_path, trained):
     with open(f"{bad}/gt_avg_train.csv", "a") as fh:
         fh.write("nope.jpg,3,250,1,30\n")  # an age outside 0-100 and a missing file
     shutil.rmtree(f"{bad}/valid")
-    run = services.request_training(dataset_dir=bad, target="full", **TINY)
-    assert services.run_training(run.pk) == RunStatus.FAILED
+    run = runs.request_training(dataset_dir=bad, target="full", **TINY)
+    assert training.run_training(run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.finished_at is not None
     assert "valid" in run.error  # names what is wrong
@@ -143,7 +144,7 @@ def test_failed_run_records_the_error_and_promotes_nothing(tmp_path, trained):
     assert not run.models.exists()
     assert ModelVersion.objects.get(role=ModelRole.APPARENT, is_active=True).pk == active.pk
     # The failed run no longer blocks the queue.
-    assert services.open_run() is None
+    assert runs.open_run() is None
 
 
 def test_pages_and_admin_are_staff_only(client, tmp_path):
@@ -159,7 +160,7 @@ def test_pages_and_admin_are_staff_only(client, tmp_path):
     assert client.get("/admin/modeling/trainingrun/").status_code == 200
     assert client.get("/admin/modeling/modelversion/").status_code == 200
     data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
-    run = services.request_training(dataset_dir=data, **TINY)
+    run = runs.request_training(dataset_dir=data, **TINY)
     page = client.get(f"/staff/models/runs/{run.pk}/")
     assert page.status_code == 200 and b"run-progressbar" in page.content
     # Admin action "Retrain" while a run is open: refused with the same message.
@@ -174,15 +175,13 @@ def test_pages_and_admin_are_staff_only(client, tmp_path):
 def test_oom_and_time_limit_fail_the_run_with_a_clear_error(tmp_path, monkeypatch, error, expected):
     from billiard.exceptions import SoftTimeLimitExceeded
 
-    import modeling.train
-
     def boom(config, **kwargs):
         raise SoftTimeLimitExceeded() if error == "soft" else error
 
-    monkeypatch.setattr(modeling.train, "train", boom)
+    monkeypatch.setattr(training, "train", boom)
     data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
-    run = services.request_training(dataset_dir=data, target="apparent", **TINY)
-    assert services.run_training(run.pk) == RunStatus.FAILED
+    run = runs.request_training(dataset_dir=data, target="apparent", **TINY)
+    assert training.run_training(run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert expected in run.error and not ModelVersion.objects.exists()
 
@@ -203,15 +202,15 @@ def test_two_simultaneous_requests_one_is_refused(tmp_path):
     def ask():
         try:
             barrier.wait()
-            services.request_training(dataset_dir=data, **TINY)
+            runs.request_training(dataset_dir=data, **TINY)
             outcomes.append("queued")
-        except services.RunAlreadyOpen as exc:
+        except runs.RunAlreadyOpen as exc:
             outcomes.append(exc.message)
         finally:
             connections.close_all()
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(services, "enqueue_run", lambda run_id: None)
+        mp.setattr(runs, "enqueue_run", lambda run_id: None)
         threads = [threading.Thread(target=ask) for _ in range(2)]
         for t in threads:
             t.start()
