@@ -1,4 +1,4 @@
-"""Reads of the modeling app: who may do what, runs, versions, and "you vs DEX"."""
+"""Reads of the age models: who may do what, runs, versions, exports to train on, and "you vs DEX"."""
 from __future__ import annotations
 
 from pathlib import Path
