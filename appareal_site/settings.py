@@ -54,7 +54,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "labeling",
     "leaderboard",
-    "modeling",
+    "modelhub",  # label "modeling" (modelhub/apps.py)
 ]
 
 # Social login: a provider is switched on only when its keys are set.
@@ -215,6 +215,27 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
 if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
+
+# The age models (modelhub), each overridable from the environment.
+# Backbone preselected on the retrain form: small | efficientnet_lite0 | vgg16.
+MODELING_DEFAULT_BACKBONE = os.environ.get("MODELING_DEFAULT_BACKBONE", "small")
+# Budget of a run preselected on the retrain form, in minutes.
+MODELING_DEFAULT_MAX_MINUTES = env_float("MODELING_DEFAULT_MAX_MINUTES", 5.0)
+# Training device: auto (a GPU when there is one) | cpu | cuda[:N].
+MODELING_TRAIN_DEVICE = os.environ.get("MODELING_TRAIN_DEVICE", "auto")
+# CPU threads torch uses for training; unset: torch's default.
+MODELING_TORCH_THREADS = env_int("MODELING_TORCH_THREADS", 0) or None
+# Device of the predictors the web and Celery processes load.
+MODELING_PREDICT_DEVICE = os.environ.get("MODELING_PREDICT_DEVICE", "cpu")
+# Throttle of POST /api/predict/ per player.
+MODELING_PREDICT_RATE = os.environ.get("MODELING_PREDICT_RATE", "60/min")
+# Without a broker: 1 trains in a background thread of the web process, 0 inline; unset: a thread.
+MODELING_TRAIN_IN_THREAD = None if os.environ.get("MODELING_TRAIN_IN_THREAD", "") == "" else env_bool(
+    "MODELING_TRAIN_IN_THREAD", True)
+# The training task's soft time limit (s): the run fails with a clear message past it.
+MODELING_TRAIN_SOFT_TIME_LIMIT = env_int("MODELING_TRAIN_SOFT_TIME_LIMIT", 12 * 3600)
+# The training task's hard time limit (s): the worker process is killed past it.
+MODELING_TRAIN_TIME_LIMIT = env_int("MODELING_TRAIN_TIME_LIMIT", MODELING_TRAIN_SOFT_TIME_LIMIT + 600)
 
 # The game and the dataset: the defaults of DESIGN.md, each overridable from the environment.
 APPAREAL = {

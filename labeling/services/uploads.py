@@ -157,7 +157,7 @@ def create_photo(
 
 def _queue_prediction(photo_id: int) -> None:
     """Ask the model for this photo's ages; a broker outage must not fail the upload."""
-    from modeling.tasks import predict_photos
+    from modelhub.tasks import predict_photos
 
     try:
         predict_photos.delay([photo_id])

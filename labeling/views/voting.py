@@ -21,7 +21,7 @@ from labeling.serializers_voting import (
 )
 from labeling.services.vote_rate_limit import take_vote_token
 from labeling.services.votes import VoteRejected, cast_vote
-from modeling.selectors import you_vs_model
+from modelhub.selectors import you_vs_model
 
 
 @login_required
