@@ -49,7 +49,7 @@ _ACTIVE_USER_SQL = None
 
 def active_user_id(key: str) -> int | None:
     """The id of the active user that owns this API token, else None: the checks of
-    `LeanTokenAuthentication` (unknown key or inactive user -> 401), for labeling.fast_vote, which
+    `LeanTokenAuthentication` (unknown key or inactive user -> 401), for appareal_site.fast_vote_route, which
     hands the request to DRF when this is None so that the 401 is DRF's own."""
     global _ACTIVE_USER_SQL
     if _ACTIVE_USER_SQL is None:
@@ -64,7 +64,7 @@ def active_user_id(key: str) -> int | None:
     return rows[0][0]
 
 
-# API token key -> user id, remembered per process for labeling.fast_vote, so that a vote needs no
+# API token key -> user id, remembered per process for appareal_site.fast_vote_route, so that a vote needs no
 # separate round trip for its token. Never trusted alone: the vote's database function checks the
 # token again (still this user's, user still active) in the vote's own transaction, and the fast
 # route forgets the key and hands the request to DRF (401) when it is not.

@@ -56,7 +56,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "labeling",
     "leaderboard",
-    "modeling",
+    "modelhub",  # label "modeling" (modelhub/apps.py)
     "privacy",
 ]
 
@@ -103,22 +103,21 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=env_int("DB_CONN_MAX_AGE", 60)
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",  # empty means unset
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
     )
 }
 # The game's hot SQL runs as prepared statements (appareal_site/db.py); off behind a pooler in
 # transaction mode (pgbouncer).
 APPAREAL_PREPARED_SQL = env_bool("APPAREAL_PREPARED_SQL", True)
 # A vote on PostgreSQL: the whole transaction as one call of the database function
-# labeling_cast_vote (migration labeling/0003); off: the Python path (labeling/services/votes.py).
+# labeling_cast_vote (migration labeling/0004, called by labeling/services/vote_function.py); off:
+# the Python path (labeling/services/votes.py).
 APPAREAL_VOTE_FUNCTION = env_bool("APPAREAL_VOTE_FUNCTION", True)
-# The lean WSGI route for token-authenticated POST /api/photos/{id}/votes/ (labeling/fast_vote.py);
+# The lean WSGI route for token-authenticated POST /api/photos/{id}/votes/ (appareal_site/fast_vote_route.py);
 # off: every vote goes through Django's middleware and the DRF view.
 APPAREAL_VOTE_FAST_PATH = env_bool("APPAREAL_VOTE_FAST_PATH", True)
-# The vote rate limit's Redis script over a lean per-thread socket (labeling/services/votes.py);
-# off, or for a Redis location with a password or TLS: redis-py.
-APPAREAL_LEAN_REDIS = env_bool("APPAREAL_LEAN_REDIS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite: wait for the writer lock instead of failing at once under the dev server's threads.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -229,6 +228,27 @@ if not CELERY_BROKER_URL:
 CELERY_BEAT_SCHEDULE = {
     "privacy-sweep": {"task": "privacy.sweep", "schedule": env_float("PRIVACY_SWEEP_SECONDS", 600.0)},
 }
+
+# The age models (modelhub), each overridable from the environment.
+# Backbone preselected on the retrain form: small | efficientnet_lite0 | vgg16.
+MODELING_DEFAULT_BACKBONE = os.environ.get("MODELING_DEFAULT_BACKBONE", "small")
+# Budget of a run preselected on the retrain form, in minutes.
+MODELING_DEFAULT_MAX_MINUTES = env_float("MODELING_DEFAULT_MAX_MINUTES", 5.0)
+# Training device: auto (a GPU when there is one) | cpu | cuda[:N].
+MODELING_TRAIN_DEVICE = os.environ.get("MODELING_TRAIN_DEVICE", "auto")
+# CPU threads torch uses for training; unset: torch's default.
+MODELING_TORCH_THREADS = env_int("MODELING_TORCH_THREADS", 0) or None
+# Device of the predictors the web and Celery processes load.
+MODELING_PREDICT_DEVICE = os.environ.get("MODELING_PREDICT_DEVICE", "cpu")
+# Throttle of POST /api/predict/ per player.
+MODELING_PREDICT_RATE = os.environ.get("MODELING_PREDICT_RATE", "60/min")
+# Without a broker: 1 trains in a background thread of the web process, 0 inline; unset: a thread.
+MODELING_TRAIN_IN_THREAD = None if os.environ.get("MODELING_TRAIN_IN_THREAD", "") == "" else env_bool(
+    "MODELING_TRAIN_IN_THREAD", True)
+# The training task's soft time limit (s): the run fails with a clear message past it.
+MODELING_TRAIN_SOFT_TIME_LIMIT = env_int("MODELING_TRAIN_SOFT_TIME_LIMIT", 12 * 3600)
+# The training task's hard time limit (s): the worker process is killed past it.
+MODELING_TRAIN_TIME_LIMIT = env_int("MODELING_TRAIN_TIME_LIMIT", MODELING_TRAIN_SOFT_TIME_LIMIT + 600)
 
 # The game and the dataset: the defaults of DESIGN.md, each overridable from the environment.
 APPAREAL = {

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 api_patterns = [
     path("", include("labeling.api_urls")),
     path("", include("leaderboard.api_urls")),
-    path("", include("modeling.api_urls")),
+    path("", include("modelhub.api_urls")),
     path("", include("privacy.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("", include("labeling.urls")),
     path("", include("leaderboard.urls")),
-    path("", include("modeling.urls")),
+    path("", include("modelhub.urls")),
     path("", include("privacy.urls")),
 ]
 

@@ -54,8 +54,8 @@ def main():
     from labeling import crowd_model as cm
     from labeling.models import Photo, PlayerKind, Vote
     from labeling.services.votes import refresh_consensus
-    from modeling import services
-    from modeling.models import ModelVersion
+    from modelhub.models import ModelVersion
+    from modelhub.services import predictions, runs, training
     from tests.factories import make_user
 
     t = time.monotonic()
@@ -96,13 +96,13 @@ def main():
     print(f"setup: {len(photos)} photos, {len(votes)} simulated votes in {time.monotonic() - t:.1f} s", flush=True)
 
     # The Retrain button's path, with the form's defaults and "export now".
-    services.queue_stale_predictions = lambda: None  # timed separately below
-    defaults = services.default_train_settings()
+    training.queue_stale_predictions = lambda: None  # timed separately below
+    defaults = runs.default_train_settings()
     options = {"export": "now", "include_simulated": True}
     if args.max_minutes is not None:
         options["max_minutes"] = args.max_minutes
     t0 = time.monotonic()
-    run = services.request_training(user=admin, **options)
+    run = runs.request_training(user=admin, **options)
     run.refresh_from_db()
     wall = time.monotonic() - t0
     assert run.status == "succeeded", run.error + "\n" + run.log_tail
@@ -117,7 +117,7 @@ def main():
 
     Photo.objects.update(predicted_by=None, predicted_apparent_age=None, predicted_real_age=None)
     t1 = time.monotonic()
-    totals = services.backfill_predictions(all_photos=True, batch_size=64)
+    totals = predictions.backfill_predictions(all_photos=True, batch_size=64)
     dt = time.monotonic() - t1
     print(f"backfill: {totals['predicted']} photos, {totals['voted']} DEX votes in {dt:.1f} s = "
           f"{totals['predicted'] / dt:.1f} photos/s")

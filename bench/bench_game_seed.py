@@ -53,9 +53,9 @@ def main(argv=None):
     from labeling.consensus import compute_consensus
     from labeling.models import Photo, PlayerProfile, Vote
     from labeling.scoring import ScoringVote, settle_scores
-    from labeling.services.votes import consensus_rule, scoring_min_others
+    from labeling.services.vote_outcomes import consensus_rule, scoring_min_others
     from leaderboard.models import Friendship, PlayerTotal, PlayerWeekTotal, PointsAward
-    from leaderboard.services import week_of
+    from leaderboard.services.awards import week_of
 
     name = connection.settings_dict["NAME"]
     if connection.vendor != "postgresql" or "bench" not in name:

@@ -5,6 +5,10 @@ every vote farther from the median than max(mad_k x 1.4826 x MAD, min_years); wi
 nothing is dropped. The apparent age is the mean of the kept votes, `std` their sample standard
 deviation (ddof=1; 0.0 for a single vote), `se` = std / sqrt(n_kept).
 
+This module is the rule's one home, with the outlier flag's rule (`OutlierFlagRule`): the
+PostgreSQL vote function (migration labeling/0004) gets every constant from here as an argument
+(`labeling.services.vote_function`).
+
 Ages are whole years, so every sum here is an exact integer sum and the result does not depend on
 the order of the votes: an incremental update and a full recomputation give bit-identical floats,
 which is what lets `manage.py recompute_consensus` compare them with `==`.
@@ -26,6 +30,11 @@ class ConsensusRule:
     min_votes: int = 5
     mad_k: float = 3.0
     min_years: float = 5.0
+
+    @property
+    def mad_scale(self) -> float:
+        """What the MAD is multiplied by: mad_k x 1.4826 (computed once, as `kept_flags` does)."""
+        return self.mad_k * MAD_TO_SIGMA
 
     @classmethod
     def from_settings(cls, d: Mapping) -> ConsensusRule:
@@ -66,7 +75,7 @@ def kept_flags(ages: Sequence[int], rule: ConsensusRule = ConsensusRule()) -> tu
         return (True,) * len(ages)
     center = median(ages)
     mad = median([abs(a - center) for a in ages])
-    limit = max(rule.mad_k * MAD_TO_SIGMA * mad, rule.min_years)
+    limit = max(rule.mad_scale * mad, rule.min_years)
     return tuple(abs(a - center) <= limit for a in ages)
 
 
@@ -86,3 +95,25 @@ def compute_consensus(ages: Sequence[int], rule: ConsensusRule = ConsensusRule()
         numerator = n * sum(a * a for a in kept_ages) - total * total
         std = math.sqrt(numerator / (n * (n - 1)))
     return Consensus(n_votes=len(ages), n_kept=n, apparent_age=mean, std=std, se=std / math.sqrt(n), kept=kept)
+
+
+@dataclass(frozen=True)
+class OutlierFlagRule:
+    """When a player is flagged for staff: more than `share` of their last `window` counting votes
+    were dropped by the outlier rule (a window of 0 switches flagging off)."""
+
+    window: int = 50
+    share: float = 0.5
+
+    @classmethod
+    def from_settings(cls, d: Mapping) -> OutlierFlagRule:
+        """From the APPAREAL settings dict (keys OUTLIER_FLAG_WINDOW, OUTLIER_FLAG_SHARE)."""
+        default = cls()
+        return cls(
+            window=int(d.get("OUTLIER_FLAG_WINDOW", default.window)),
+            share=float(d.get("OUTLIER_FLAG_SHARE", default.share)),
+        )
+
+    def due(self, recent: int, dropped: int) -> bool:
+        """Whether `dropped` of a player's `recent` latest votes (at most `window`) earn the flag."""
+        return self.window > 0 and recent >= self.window and dropped / recent > self.share

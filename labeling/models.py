@@ -90,14 +90,6 @@ class PlayerProfile(models.Model):
     def __str__(self):
         return f"{self.user} ({self.kind})"
 
-    @property
-    def counts_for_consensus(self) -> bool:
-        return self.kind != PlayerKind.MODEL
-
-    @property
-    def earns_points(self) -> bool:
-        return self.kind in (PlayerKind.HUMAN, PlayerKind.MODEL)
-
 
 class PhotoStatus(models.TextChoices):
     ACTIVE = "active", "In the voting pool"
@@ -203,10 +195,6 @@ class Vote(models.Model):
 
     def __str__(self):
         return f"{self.voter} says {self.age} on photo {self.photo_id}"
-
-    @property
-    def counts_for_consensus(self) -> bool:
-        return self.voter_kind != PlayerKind.MODEL
 
 
 class PhotoReport(models.Model):

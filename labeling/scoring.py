@@ -11,9 +11,13 @@ function of the photo's votes in id order, so the live path (`cast_vote`), a bul
     compute_consensus(counting votes at positions <= k, without v).n_kept >= min_others,
     against that consensus' apparent age; the award is dated by the vote at position k.
 
-Which votes count and which earn points is the caller's business (`ScoringVote.counts` and
-`.earns`): humans, simulated and imported raters count toward consensus; the model does not count
-but is scored; only humans and the model earn points.
+Which votes count and which earn points is decided here too, by the voter's kind
+(`counts_for_consensus`, `earns_points`): humans, simulated and imported raters count toward
+consensus; the model does not count but is scored; only humans and the model earn points.
+
+This module is the one home of these rules: the PostgreSQL vote function (migration labeling/0004)
+gets the points table, the kinds and the thresholds from here as arguments
+(`labeling.services.vote_function`), and tests prove it follows a changed table.
 """
 from __future__ import annotations
 
@@ -25,6 +29,19 @@ from labeling.consensus import ConsensusRule, compute_consensus
 # (upper bound of |error| in years, inclusive flag, points), checked in order.
 POINTS_TABLE: tuple[tuple[float, bool, int], ...] = ((1.0, False, 10), (2.0, True, 7), (5.0, True, 5), (10.0, True, 2))
 POINTS_OTHERWISE = 1
+
+# Voter kinds (the values of labeling.models.PlayerKind): the model's guesses are scored but never
+# move the consensus; simulated and imported raters move it but never earn points.
+NON_COUNTING_KINDS = frozenset({"model"})
+EARNING_KINDS = frozenset({"human", "model"})
+
+
+def counts_for_consensus(kind: str) -> bool:
+    return kind not in NON_COUNTING_KINDS
+
+
+def earns_points(kind: str) -> bool:
+    return kind in EARNING_KINDS
 
 
 def points_for_error(error: float) -> int:
@@ -42,6 +59,11 @@ class ScoringVote:
     age: int
     counts: bool  # counts toward the consensus (everyone but the model)
     earns: bool  # earns points (humans and the model)
+
+    @classmethod
+    def of(cls, vote_id: int, age: int, kind: str) -> ScoringVote:
+        """A vote by a voter of `kind` (a PlayerKind value), under the kind rules above."""
+        return cls(id=vote_id, age=age, counts=counts_for_consensus(kind), earns=earns_points(kind))
 
 
 @dataclass(frozen=True)
@@ -98,7 +120,12 @@ def settle_scores(
     return awards
 
 
-def votes_still_needed(votes: Sequence[ScoringVote], position: int, *, rule: ConsensusRule, min_others: int) -> int:
-    """For the pending vote at `position`: how many more kept votes it waits for (at least 1)."""
-    consensus = leave_one_out_consensus(votes, len(votes) - 1, position, rule)
-    return max(1, min_others - consensus.n_kept)
+def votes_still_needed(others_kept: int, *, min_others: int) -> int:
+    """For a pending vote whose leave-one-out consensus keeps `others_kept` votes: how many more
+    kept votes it waits for (at least 1)."""
+    return max(1, min_others - others_kept)
+
+
+def others_kept(votes: Sequence[ScoringVote], position: int, *, rule: ConsensusRule) -> int:
+    """How many of the other counting votes the consensus without the vote at `position` keeps."""
+    return leave_one_out_consensus(votes, len(votes) - 1, position, rule).n_kept

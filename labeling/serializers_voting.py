@@ -3,7 +3,7 @@ import re
 
 from rest_framework import serializers
 
-from labeling.services.votes import MAX_AGE, MIN_AGE
+from labeling.services.vote_outcomes import MAX_AGE, MIN_AGE
 
 _WHOLE_NUMBER = re.compile(r"^\s*-?\d{1,6}\s*$")
 

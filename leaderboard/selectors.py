@@ -20,6 +20,7 @@ from django.db.models.functions import Abs
 from django.utils import timezone
 
 from appareal_site import db
+from labeling import scoring
 from labeling.models import Photo, PhotoStatus, PlayerKind, PlayerProfile, Vote
 
 from .models import (
@@ -32,7 +33,7 @@ from .models import (
     PointsLevel,
     WeekPointsLevel,
 )
-from .services import EARNING_KINDS, week_of
+from .services.awards import week_of
 
 SCOPES = ("global", "friends")
 PERIODS = ("all", "week")
@@ -60,7 +61,7 @@ def players_above(period: str, points: int) -> int:
 
 def earns_points(user) -> bool:
     kind = PlayerProfile.objects.filter(user_id=user.pk).values_list("kind", flat=True).first()
-    return (kind or PlayerKind.HUMAN) in EARNING_KINDS
+    return scoring.earns_points(kind or PlayerKind.HUMAN)
 
 
 def _ranked(rows: list[tuple[int, str, int]], me_id: int) -> list[dict]:
@@ -78,7 +79,7 @@ def _ranked(rows: list[tuple[int, str, int]], me_id: int) -> list[dict]:
 _USER, _PROFILE = get_user_model()._meta.db_table, PlayerProfile._meta.db_table
 _TOTAL, _WEEK_TOTAL = PlayerTotal._meta.db_table, PlayerWeekTotal._meta.db_table
 _LEVEL, _WEEK_LEVEL = PointsLevel._meta.db_table, WeekPointsLevel._meta.db_table
-_NON_PLAYERS = (PlayerKind.SIMULATED, PlayerKind.IMPORTED)
+_NON_PLAYERS = tuple(kind for kind in PlayerKind.values if not scoring.earns_points(kind))
 
 
 def _board_sql(period: str) -> dict[str, str]:
@@ -109,7 +110,7 @@ def _global_board(user, period: str, size: int) -> dict:
     results = _ranked(db.fetch(sql["top"], week + [size]), user.pk)
     me = None
     kind, points, above = db.fetch(sql["me"], week + week + [user.pk])[0]
-    if (kind or PlayerKind.HUMAN) in EARNING_KINDS:
+    if scoring.earns_points(kind or PlayerKind.HUMAN):
         mine = next((r for r in results if r["is_me"]), None)
         if mine is not None:
             me = {"rank": mine["rank"], "points": mine["points"]}

@@ -9,7 +9,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, services
+from . import selectors
+from .services import friends
 
 # --- API shapes (documentation and input parsing only) -----------------------------------------
 
@@ -68,7 +69,7 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-def _error(exc: services.FriendshipError) -> Response:
+def _error(exc: friends.FriendshipError) -> Response:
     body = {exc.field: [exc.message]} if exc.field and exc.status_code == 400 else {"detail": exc.message}
     return Response(body, status=exc.status_code)
 
@@ -117,8 +118,8 @@ class FriendView(APIView):
     @extend_schema(summary="Remove a friend", responses={204: None, 404: DetailSerializer})
     def delete(self, request, user_id: int):
         try:
-            services.remove_friend(user=request.user, friend_id=user_id)
-        except services.FriendshipError as exc:
+            friends.remove_friend(user=request.user, friend_id=user_id)
+        except friends.FriendshipError as exc:
             return _error(exc)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -137,8 +138,8 @@ class FriendRequestsView(APIView):
         data = FriendRequestInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            friend_request = services.send_friend_request(from_user=request.user, username=data.validated_data["username"])
-        except services.FriendshipError as exc:
+            friend_request = friends.send_friend_request(from_user=request.user, username=data.validated_data["username"])
+        except friends.FriendshipError as exc:
             return _error(exc)
         return Response(FriendRequestSerializer(friend_request).data, status=status.HTTP_201_CREATED)
 
@@ -146,16 +147,16 @@ class FriendRequestsView(APIView):
 class FriendRequestActionView(APIView):
     action_name = ""
     actions = {
-        "accept": services.accept_friend_request,
-        "decline": services.decline_friend_request,
-        "cancel": services.cancel_friend_request,
+        "accept": friends.accept_friend_request,
+        "decline": friends.decline_friend_request,
+        "cancel": friends.cancel_friend_request,
     }
 
     @extend_schema(request=None, responses={200: FriendRequestSerializer, 404: DetailSerializer})
     def post(self, request, pk: int):
         try:
             friend_request = self.actions[self.action_name](user=request.user, request_id=pk)
-        except services.FriendshipError as exc:
+        except friends.FriendshipError as exc:
             return _error(exc)
         return Response(FriendRequestSerializer(friend_request).data)
 
@@ -192,8 +193,8 @@ def friends_page(request):
 @require_POST
 def friend_request_page(request):
     try:
-        friend_request = services.send_friend_request(from_user=request.user, username=request.POST.get("username", ""))
-    except services.FriendshipError as exc:
+        friend_request = friends.send_friend_request(from_user=request.user, username=request.POST.get("username", ""))
+    except friends.FriendshipError as exc:
         messages.error(request, exc.message)
     else:
         if friend_request.status == "accepted":
@@ -212,7 +213,7 @@ def friend_request_action_page(request, pk: int, action: str):
         return redirect("friends")
     try:
         friend_request = handler(user=request.user, request_id=pk)
-    except services.FriendshipError as exc:
+    except friends.FriendshipError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Request {friend_request.get_status_display().lower()}.")
@@ -223,8 +224,8 @@ def friend_request_action_page(request, pk: int, action: str):
 @require_POST
 def friend_remove_page(request, user_id: int):
     try:
-        services.remove_friend(user=request.user, friend_id=user_id)
-    except services.FriendshipError as exc:
+        friends.remove_friend(user=request.user, friend_id=user_id)
+    except friends.FriendshipError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, "Friend removed.")

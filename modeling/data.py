@@ -22,6 +22,7 @@ import os
 import random
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -362,3 +363,33 @@ def tensor_cache(samples: list[Sample], size: int, cache_dir: str | None, *, ski
         torch.save({"x": x, "keep": torch.tensor(keep)}, tmp)
         os.replace(tmp, path)
     return x, [samples[i] for i in keep]
+
+
+class TensorsBySize:
+    """``size -> image tensor``, each size built once by ``build(size)``: what
+    ``AgePredictor.predict_tensors`` takes, since the stages of a model chain may want different
+    input sizes (and stages of one size share the tensor). ``known``: sizes already built."""
+
+    def __init__(self, build: Callable[[int], torch.Tensor], known: dict[int, torch.Tensor] | None = None):
+        self._build = build
+        self._tensors = dict(known or {})
+
+    def __call__(self, size: int) -> torch.Tensor:
+        if size not in self._tensors:
+            self._tensors[size] = self._build(size)
+        return self._tensors[size]
+
+
+class SampleTensors(TensorsBySize):
+    """The samples' face crops by size, through the on-disk :func:`tensor_cache`; ``samples``:
+    those whose crop could be read (all of them unless ``skip_bad``), in tensor order."""
+
+    def __init__(self, samples: list[Sample], cache_dir: str | None, *, skip_bad: bool = False, desc: str = "",
+                 known: dict[int, torch.Tensor] | None = None):
+        self.samples = samples
+
+        def build(size: int) -> torch.Tensor:
+            x, self.samples = tensor_cache(samples, size, cache_dir, skip_bad=skip_bad, desc=desc)
+            return x
+
+        super().__init__(build, known)

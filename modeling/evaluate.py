@@ -9,7 +9,8 @@ written only when the split has apparent ages; real-age-only datasets get Table 
 
 For the web app: ``paper_tables(data_dir, {name: path})`` returns
 ``{"table2": [...], "table3": [...], "n_test": int, "markdown": str}``; each row is
-``{"method", "mae", "cs5", "epsilon", "n", "paper"}``.
+``{"method", "mae", "cs5", "epsilon", "n", "paper"}``; ``split_mae(model, data_dir, target)``
+compares the active model and a candidate on one test split.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import sys
 import numpy as np
 
 from modeling import data as D
+from modeling.predictor import AgePredictor
 
 # The paper's figures (APPA-REAL test split), for side-by-side display.
 PAPER_TABLE2 = {"Real GT": 4.573, "Apparent DEX": 4.082, "Real DEX": 4.513, "Real + Residual DEX": 4.450}
@@ -57,40 +59,52 @@ def _nan(values):
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def predict_split(model, data_dir: str, split: str, *, cache_dir: str | None = None, device: str = "auto",
+                  skip_bad: bool = True, tta: bool = True):
+    """Predictions of one model (a file or a loaded ``AgePredictor``) on one split's face crops ->
+    (dict of numpy arrays as ``AgePredictor.predict_tensors`` returns, the samples it covers)."""
+    predictor = AgePredictor.load(model, device=device) if isinstance(model, str) else model
+    images = D.SampleTensors(D.read_split(data_dir, split, skip_bad=skip_bad), cache_dir, skip_bad=skip_bad,
+                             desc=split)
+    res = predictor.predict_tensors(images, batch_size=64, tta=tta)
+    return res, images.samples
+
+
+def split_mae(model, data_dir: str, target: str, *, split: str = "test", cache_dir: str | None = None) -> float | None:
+    """A model's MAE for ``target`` (apparent | real) on ``data_dir``'s split, over the images that
+    have that age; None when none has it."""
+    res, samples = predict_split(model, data_dir, split, cache_dir=cache_dir)
+    return metrics(res[f"{target}_age"], _nan([s.target(target) for s in samples]))["mae"]
+
+
+def _named_models(models) -> list[tuple[str | None, str]]:
+    if isinstance(models, dict):
+        return list(models.items())
+    items = []
+    for m in models:
+        if "=" in m and not os.path.exists(m):
+            name, path = m.split("=", 1)
+            items.append((name, path))
+        else:
+            items.append((None, m))
+    return items
+
+
 def predict_models(data_dir: str, models, split: str = "test", cache_dir: str | None = None,
                    skip_bad: bool = True, tta: bool = True):
     """-> (samples, {name: {"age", "apparent_age", "real_age", "target", "base_target", "path"}})."""
-    from modeling.predictor import AgePredictor
-
-    if isinstance(models, dict):
-        items = list(models.items())
-    else:
-        items = []
-        for m in models:
-            if "=" in m and not os.path.exists(m):
-                name, path = m.split("=", 1)
-                items.append((name, path))
-            else:
-                items.append((None, m))
-    samples = D.read_split(data_dir, split, skip_bad=skip_bad)
-    sizes: dict[int, object] = {}
-    kept = {"samples": samples}
-
-    def by_size(size):
-        if size not in sizes:
-            sizes[size], kept["samples"] = D.tensor_cache(samples, size, cache_dir, skip_bad=skip_bad, desc=split)
-        return sizes[size]
-
+    images = D.SampleTensors(D.read_split(data_dir, split, skip_bad=skip_bad), cache_dir, skip_bad=skip_bad,
+                             desc=split)
     out = {}
-    for name, path in items:
+    for name, path in _named_models(models):
         p = AgePredictor.load(path)
-        res = p.predict_tensors(by_size, batch_size=64, tta=tta)
+        res = p.predict_tensors(images, batch_size=64, tta=tta)
         row_name = name or p.name
         if row_name in out:
             row_name = f"{row_name} ({os.path.basename(os.path.dirname(os.path.abspath(path)))})"
         out[row_name] = {"age": res["age"], "apparent_age": res["apparent_age"], "real_age": res["real_age"],
                          "target": p.target, "base_target": p.stages[0].config["target"], "path": path}
-    return kept["samples"], out
+    return images.samples, out
 
 
 def paper_tables(data_dir: str, models, cache_dir: str | None = None, split: str = "test",

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from modeling.data import pil_to_tensor
+from modeling.data import TensorsBySize, pil_to_tensor
 from modeling.modelfile import ModelFileError, load_model_file, resolve_parent
 from modeling.nets import AgeNet, AgeNetEnsemble
 
@@ -32,7 +32,6 @@ def resolve_device(requested: str | None = "auto") -> torch.device:
             return torch.device("cuda" if requested == "auto" else requested)
         if requested != "auto":
             log.warning("CUDA was requested but no GPU is available: falling back to CPU")
-            print("no GPU available: falling back to CPU", flush=True)
         return torch.device("cpu")
     return torch.device(requested)
 
@@ -200,14 +199,8 @@ class AgePredictor:
         images = list(images)
         if not images:
             return []
-        cache = {}
-
-        def by_size(size):
-            if size not in cache:
-                cache[size] = pil_to_tensor(images, size)
-            return cache[size]
-
-        res = self.predict_tensors(by_size, batch_size=batch_size, tta=tta)
+        res = self.predict_tensors(TensorsBySize(lambda size: pil_to_tensor(images, size)),
+                                   batch_size=batch_size, tta=tta)
         out = []
         for i in range(len(images)):
             d = {"apparent_age": _num(res["apparent_age"][i]), "real_age": _num(res["real_age"][i]),

@@ -17,14 +17,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modeling.data import pil_to_tensor
+from modeling.predictor import AgePredictor
 
 DISPLAY = 224
 SIGMA = 2.5
 
 
 def _predictor(model):
-    from modeling.predictor import AgePredictor
-
     return AgePredictor.load(model) if isinstance(model, str) else model
 
 
@@ -88,3 +87,22 @@ def difference_map(model_a, model_b, image: Image.Image, size: int = DISPLAY, si
 def difference_image(model_a, model_b, image: Image.Image, size: int = DISPLAY, sigma: float = SIGMA) -> Image.Image:
     """Where model a looks more than model b: yellow; less: blue."""
     return overlay(image, difference_map(model_a, model_b, image, size, sigma), signed=True)
+
+
+def active_model_maps(apparent: AgePredictor | None, real: AgePredictor | None,
+                      image: Image.Image) -> dict[str, Image.Image]:
+    """The web app's four pictures for its two active models (a key is missing when its model is):
+    "apparent" (the apparent model's base net), "real" (the whole real-age chain), "residual" (the
+    chain's last net, when it has residuals) and "real_minus_apparent"."""
+    images = {}
+    if apparent is not None:
+        base = AgePredictor(_net_stages(apparent)[:1], apparent.device)
+        images["apparent"] = sensitivity_image(base, image)
+    if real is not None:
+        nets = _net_stages(real)
+        images["real"] = sensitivity_image(real, image)
+        if len(nets) > 1:
+            images["residual"] = sensitivity_image(AgePredictor(nets[-1:], real.device), image)
+        if apparent is not None:
+            images["real_minus_apparent"] = difference_image(real, base, image)
+    return images

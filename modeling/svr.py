@@ -18,39 +18,22 @@ import time
 
 import numpy as np
 import torch
+from sklearn.svm import SVR
 
 from modeling import data as D
-from modeling.modelfile import save_model_file
+from modeling.evaluate import predict_split
+from modeling.modelfile import load_model_file, save_model_file
+from modeling.predictor import AgePredictor
 
 X_SCALE = 100.0
+# The grid searched on valid (the one docs/benchmarks.md's SVR figures were fitted with).
 C_GRID = (1.0, 10.0, 100.0, 1000.0)
 GAMMA_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
-
-
-def predict_split(model_path: str, data_dir: str, split: str, *, cache_dir: str | None = None,
-                  size_cache: dict | None = None, predictor=None, skip_bad: bool = True, tta: bool = True):
-    """Predictions of a model file on one split -> (result dict of arrays, samples)."""
-    from modeling.predictor import AgePredictor
-
-    p = predictor or AgePredictor.load(model_path)
-    samples = D.read_split(data_dir, split, skip_bad=skip_bad)
-    cache = {} if size_cache is None else size_cache
-    kept = {"samples": samples}
-
-    def by_size(size):
-        if size not in cache:
-            cache[size], kept["samples"] = D.tensor_cache(samples, size, cache_dir, skip_bad=skip_bad, desc=split)
-        return cache[size]
-
-    res = p.predict_tensors(by_size, batch_size=64, tta=tta)
-    return res, kept["samples"]
 
 
 def fit(apparent_pred_train, real_train, apparent_pred_valid, real_valid, *, c_grid=C_GRID,
         gamma_grid=GAMMA_GRID, epsilon: float = 0.1, max_train: int = 5000, seed: int = 0):
     """Grid search on valid; returns (sklearn SVR fitted on train, info dict)."""
-    from sklearn.svm import SVR
-
     x = np.asarray(apparent_pred_train, dtype=np.float64).reshape(-1, 1) / X_SCALE
     y = np.asarray(real_train, dtype=np.float64)
     if len(x) > max_train:  # LIBSVM is quadratic; a subsample is plenty for a 1-D mapping
@@ -88,15 +71,13 @@ def fit_svr_file(apparent_model: str, data_dir: str, out_path: str, *, cache_dir
                  **fit_kw) -> str:
     """Fit the SVR on ``apparent_model``'s train predictions (C, gamma chosen on valid) and write
     the SVR model file to ``out_path``; returns the path.  Test metrics go into its metadata."""
-    from modeling.predictor import AgePredictor
-
     t0 = time.time()
     p = AgePredictor.load(apparent_model)
     if p.target != "apparent":
         raise ValueError(f"{apparent_model}: the SVR maps apparent to real age, but this model predicts {p.target} age")
     preds = {}
     for split in ("train", "valid"):
-        res, samples = predict_split(apparent_model, data_dir, split, cache_dir=cache_dir, predictor=p)
+        res, samples = predict_split(p, data_dir, split, cache_dir=cache_dir)
         ok = [i for i, s in enumerate(samples) if s.real_age is not None]
         if not ok:
             raise D.DatasetError(f"{data_dir}: split {split} has no real ages to fit the SVR")
@@ -120,7 +101,6 @@ def main(argv=None) -> int:
     except (ValueError, D.DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from modeling.modelfile import load_model_file
     print(json.dumps({"model_path": path, **load_model_file(path)["metadata"]["svr"]}, default=str))
     return 0
 

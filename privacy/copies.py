@@ -9,8 +9,9 @@
 - Sensitivity maps: PRIVATE_ROOT/sensitivity/<model key>/<photo id>_*.png (modeling.maps).
 
 Which exports hold a photo is read from their lineage (privacy.codec). The paths follow modeling's
-layout (modeling.services.run_dir / extract_export, modeling.selectors.sensitivity_cache_root);
-the app label "modeling" is looked up through the app registry, so where its code lives does not matter.
+layout (modelhub.services.runs.run_dir, modelhub.services.training.extract_export,
+modelhub.selectors.sensitivity_cache_root);
+the models are looked up through the app registry (label "modeling").
 """
 from __future__ import annotations
 

@@ -120,3 +120,19 @@ def celery_worker_process(transactional_db, settings):
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says loudly what a run without PostgreSQL did not prove (plain `make test` uses SQLite)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "PostgreSQL" in str(r.longrepr)]
+    terminalreporter.write_sep("!", "PostgreSQL is absent", red=True, bold=True)
+    terminalreporter.write_line(
+        "The database vote function (labeling_cast_vote) was NOT checked against the Python rules, and "
+        f"{len(skipped)} test(s) that need PostgreSQL were skipped. Set DATABASE_URL=postgres://... "
+        "(.ci/run does) to run them.",
+        red=True,
+    )

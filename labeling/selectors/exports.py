@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, PhotoStatus, PlayerKind, Vote
+from labeling.scoring import NON_COUNTING_KINDS
 from labeling.splits import SPLITS, age_band
 
 RESEARCHERS_GROUP = "researchers"
@@ -63,7 +64,7 @@ def exportable_photos(*, min_kept_votes: int, include_simulated: bool = False, p
 def export_votes(photos: QuerySet[Photo], *, include_simulated: bool = False) -> QuerySet[Vote]:
     """Votes of those photos that count toward consensus, ordered by photo: the model's never,
     simulated players' only when asked for."""
-    excluded = [PlayerKind.MODEL] + ([] if include_simulated else [PlayerKind.SIMULATED])
+    excluded = sorted(NON_COUNTING_KINDS) + ([] if include_simulated else [PlayerKind.SIMULATED])
     return (
         Vote.objects.filter(photo__in=photos.values("pk"))
         .exclude(voter_kind__in=excluded)

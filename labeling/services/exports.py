@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models.functions import ExtractYear
 from django.utils import timezone
 
-from labeling.consensus import ConsensusRule, compute_consensus
+from labeling.consensus import MAD_TO_SIGMA, ConsensusRule, compute_consensus
 from labeling.export_writer import ExportPhoto, ExportVote, ExportWriter, sha256_of
 from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, private_storage
 from labeling.selectors import exports as selectors
@@ -177,7 +177,7 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
         "Simulated photos and votes": "included (asked for)" if include_simulated else "excluded",
         "Model votes": "never included",
         "Consensus rule": (f"with >= {rule.min_votes} votes, drop every vote farther from the median than "
-                           f"max({rule.mad_k:g} x 1.4826 x MAD, {rule.min_years:g} years); apparent age = mean "
+                           f"max({rule.mad_k:g} x {MAD_TO_SIGMA:g} x MAD, {rule.min_years:g} years); apparent age = mean "
                            "of the kept votes"),
         "Split": ("stratified by real age (5-year bands) in the APPA-REAL proportions 4113:1500:1978; "
                   "assigned once per photo, stable across exports"),

@@ -155,7 +155,7 @@ def create_photo(
             photo.save()
             profile = ensure_profile(owner)
             if source == PhotoSource.UPLOAD and profile.kind == PlayerKind.HUMAN:
-                from leaderboard.services import award_upload_points
+                from leaderboard.services.awards import award_upload_points
 
                 award_upload_points(photo)
             transaction.on_commit(lambda: _queue_prediction(photo.pk))
@@ -168,7 +168,7 @@ def create_photo(
 
 def _queue_prediction(photo_id: int) -> None:
     """Ask the model for this photo's ages; a broker outage must not fail the upload."""
-    from modeling.tasks import predict_photos
+    from modelhub.tasks import predict_photos
 
     try:
         predict_photos.delay([photo_id])

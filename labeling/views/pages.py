@@ -18,7 +18,7 @@ from labeling.services import accounts, moderation
 from labeling.services.uploads import UploadRejected, create_photo
 from labeling.throttling import UploadThrottle
 from leaderboard.selectors import player_stats
-from modeling.selectors import you_vs_model
+from modelhub.selectors import you_vs_model
 from privacy.services import withdrawal
 
 

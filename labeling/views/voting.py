@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from labeling.scoring import earns_points
 from labeling.selectors.voting import may_see_consensus, next_photo_for, visible_photo, vote_of
 from labeling.serializers_voting import (
     ErrorSerializer,
@@ -18,9 +19,9 @@ from labeling.serializers_voting import (
     VoteInputSerializer,
     VoteResultSerializer,
 )
-from labeling.services.votes import VoteRejected, cast_vote, take_vote_token
-from leaderboard.services import EARNING_KINDS
-from modeling.selectors import you_vs_model
+from labeling.services.vote_rate_limit import take_vote_token
+from labeling.services.votes import VoteRejected, cast_vote
+from modelhub.selectors import you_vs_model
 
 
 @login_required
@@ -85,7 +86,7 @@ class PhotoDetailView(APIView):
                 "age": vote.age,
                 "kept": vote.kept,
                 "points": award.points if award else None,
-                "pending": award is None and vote.voter_kind in EARNING_KINDS,
+                "pending": award is None and earns_points(vote.voter_kind),
             }
         return Response(
             {
@@ -140,7 +141,7 @@ class PhotoVotesView(APIView):
 
 
 def stored_vote_result(row, age: int) -> dict:
-    """The same answer from the row of `labeling.services.votes.store_vote` (labeling.fast_vote's
+    """The same answer from the row of `labeling.services.vote_function.store_vote` (appareal_site.fast_vote_route's
     route on PostgreSQL: no model instances to build)."""
     return {
         "vote_id": row.vote_id,
@@ -162,7 +163,7 @@ def stored_vote_result(row, age: int) -> dict:
 
 
 def vote_result(outcome) -> dict:
-    """The 201 answer to a vote (VoteResultSerializer's shape); also labeling.fast_vote's."""
+    """The 201 answer to a vote (VoteResultSerializer's shape); also appareal_site.fast_vote_route's."""
     photo = outcome.photo
     return {
         "vote_id": outcome.vote.pk,

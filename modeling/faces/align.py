@@ -45,7 +45,7 @@ def face_crop(image, face: Face, margin: float = 0.4, size: int = 224):
     """
     from PIL import Image
 
-    from .detector import to_rgb_array
+    from .pyramid import to_rgb_array
 
     if size <= 0:
         raise ValueError("size must be positive")

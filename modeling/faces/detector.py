@@ -34,352 +34,22 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .boxes import ImageStore, nms_indices, regress_boxes, square_boxes
 from .nets import load_nets
+from .pyramid import AreaResizer, MosaicRect, area_resize, pack_mosaic, pyramid_scales, to_rgb_array
 from .types import KEYPOINT_NAMES, Face
 
 logger = logging.getLogger(__name__)
 
 PNET_CELL = 12
 PNET_STRIDE = 2
-
-
-# --------------------------------------------------------------------------- image input
-def to_rgb_array(image) -> np.ndarray:
-    """Any PIL image (or HxW / HxWxC array) -> ``uint8`` array HxWx3 RGB.
-
-    Alpha is dropped (not composited), as TensorFlow's ``decode_image(channels=3)`` does for the
-    original package; 16-bit and float grey images are scaled to 0..255.
-    """
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        mode = image.mode
-        if mode in ("RGB",):
-            arr = np.asarray(image)
-        elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            a = np.asarray(image).astype(np.float64)
-            if mode.startswith("I;16"):
-                a = a / 257.0
-            else:
-                lo, hi = (float(np.nanmin(a)), float(np.nanmax(a))) if a.size else (0.0, 0.0)
-                if lo >= 0 and hi <= 255:
-                    pass
-                elif hi > lo:
-                    a = (a - lo) / (hi - lo) * 255.0
-                else:
-                    a = np.zeros_like(a)
-            a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
-            arr = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-        elif mode in ("RGBA", "RGBa", "RGBX"):
-            arr = np.asarray(image.convert("RGB"))
-        else:  # L, LA, P, PA, 1, CMYK, YCbCr, LAB, HSV ...
-            if mode in ("P", "PA") and "transparency" in image.info:
-                image = image.convert("RGBA")
-            arr = np.asarray(image.convert("RGB"))
-    else:
-        arr = np.asarray(image)
-        if arr.dtype != np.uint8:
-            arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] > 3:
-        arr = arr[:, :, :3]
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"cannot read an image of shape {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
-# --------------------------------------------------------------------------- pyramid
-def pyramid_scales(height: int, width: int, min_face_size: int = 20, scale_factor: float = 0.709,
-                   min_size: int = 12) -> np.ndarray:
-    """The scales of the ``mtcnn`` package's image pyramid (its ``build_scale_pyramid``)."""
-    min_dim = min(width, height)
-    if min_dim <= 0:
-        return np.zeros(0)
-    count = round(-((np.log(min_dim / min_size) / np.log(scale_factor)) + 1))
-    if count <= 0:
-        return np.zeros(0)
-    return (min_size / min_face_size) * scale_factor ** np.arange(count)
-
-
-def _area_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each of ``n_out`` outputs along one axis: the input pixels its window
-    ``[o * s, (o + 1) * s)`` (``s = n_in / n_out``) touches and the share of each, ``/ s``.
-
-    Returns ``(index, weight)``, both ``(n_out, ceil(s) + 1)``; padding entries have weight 0.
-    """
-    scale = n_in / n_out
-    band = math.ceil(scale) + 1
-    t0 = torch.arange(n_out, dtype=torch.float64, device=device) * scale
-    t1 = (t0 + scale).clamp_(max=n_in)
-    i = torch.floor(t0)[:, None] + torch.arange(band, dtype=torch.float64, device=device)[None, :]
-    w = (torch.minimum(i + 1, t1[:, None]) - torch.maximum(i, t0[:, None])).clamp_(min=0) / scale
-    return i.clamp_(max=n_in - 1).long(), w.to(torch.float32)
-
-
-class AreaResizer:
-    """TensorFlow ``ResizeMethod.AREA``: every output pixel is the exact average of the input area
-    its ``in/out``-sized window covers, partly covered pixels weighted by the covered share.
-
-    The box filter is separable, so a level is a banded weighted sum of input rows, then of
-    columns (``ceil(in/out) + 1`` taps each): about two passes over the image per level, in
-    float32. This replaced a float64 integral image (same results to 2e-7), which cost ~3x more
-    time and memory. Output rows are made in chunks of bounded size (see ``_CHUNK_FLOATS``).
-    """
-
-    def __init__(self, img_hwc: torch.Tensor):
-        """``img_hwc``: (H, W, C) float32."""
-        self.src = img_hwc.contiguous()
-        self.H, self.W = self.src.shape[:2]
-
-    @staticmethod
-    def _rows(src: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Weighted sums of rows of ``src`` (n, ...): output row o = sum_k weight[o, k] * src[index[o, k]]."""
-        shape = (-1,) + (1,) * (src.dim() - 1)
-        out = src.index_select(0, index[:, 0]).mul_(weight[:, 0].view(shape))
-        for k in range(1, index.shape[1]):  # loop over filter taps (a handful), not pixels
-            out.addcmul_(src.index_select(0, index[:, k]), weight[:, k].view(shape))
-        return out
-
-    def resize_into(self, out: torch.Tensor) -> torch.Tensor:
-        """Fills ``out`` ((height, width, C), any strides, e.g. a slice of a mosaic) and returns it."""
-        height, width = out.shape[:2]
-        dev = self.src.device
-        iy, wy = _area_weights(self.H, height, dev)
-        ix, wx = _area_weights(self.W, width, dev)
-        step = max(1, _CHUNK_FLOATS // (self.W * self.src.shape[2]))
-        for o0 in range(0, height, step):  # loop over chunks of output rows, not pixels
-            rows = self._rows(self.src, iy[o0:o0 + step], wy[o0:o0 + step])  # (n, W, C)
-            cols = self._rows(rows.transpose(0, 1).contiguous(), ix, wx)  # (width, n, C)
-            out[o0:o0 + step] = cols.transpose(0, 1)
-        return out
-
-    def hwc(self, height: int, width: int) -> torch.Tensor:
-        """The resized image as a new (height, width, C) tensor."""
-        out = torch.empty((height, width, self.src.shape[2]), dtype=self.src.dtype, device=self.src.device)
-        return self.resize_into(out)
-
-
-# Upper bound (in floats) of the temporary tensors of a resize chunk and of a PNet strip: glibc
-# serves blocks above 32 MB (its largest mmap threshold) with fresh mmaps, and page-faulting those
-# in again on every call cost as much kernel time as the work itself (docs/benchmarks.md).
-_CHUNK_FLOATS = 2_000_000
-PNET_STRIP_PIXELS = 400_000  # canvas pixels per PNet strip: conv1's output stays under ~16 MB
-
-
-def area_resize(img_hwc: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(H,W,C) -> (height,width,C) like ``tf.image.resize(..., method=AREA)``."""
-    return AreaResizer(img_hwc).hwc(height, width)
-
-
-# --------------------------------------------------------------------------- mosaic packing
-@dataclass
-class _Rect:
-    image: int
-    scale: float
-    h: int
-    w: int
-    y: int = 0
-    x: int = 0
-    canvas: int = 0
-
-
-def _pack(rects: list[_Rect], max_pixels: int) -> list[tuple[int, int]]:
-    """Shelf-pack rectangles (even-aligned origins) into canvases; returns canvas sizes (H, W).
-
-    Rects are taken in order (image by image, largest level first) and grouped into canvases of
-    about ``max_pixels`` at most: an image's levels may span two canvases, a rect larger than
-    that gets a canvas of its own. Bounded canvases keep the buffers in the process heap.
-    """
-    canvases: list[tuple[int, int]] = []
-    groups: list[list[_Rect]] = []
-    cur: list[_Rect] = []
-    cur_area = 0
-    for r in rects:
-        a = (r.h + 2) * (r.w + 2)
-        if cur and cur_area + a > max_pixels:
-            groups.append(cur)
-            cur, cur_area = [], 0
-        cur.append(r)
-        cur_area += a
-    if cur:
-        groups.append(cur)
-
-    def ev(v: int) -> int:  # round up to even
-        return v + (v & 1)
-
-    def shelf(order: list[_Rect], canvas_w: int, place: bool, gi: int = 0) -> tuple[int, int]:
-        x = y = shelf_h = used_w = 0
-        for r in order:
-            w, h = ev(r.w), ev(r.h)
-            if x + w > canvas_w:
-                y += shelf_h
-                x = shelf_h = 0
-            if place:
-                r.x, r.y, r.canvas = x, y, gi
-            x += w
-            used_w = max(used_w, x)
-            shelf_h = max(shelf_h, h)
-        return ev(y + shelf_h), ev(used_w)
-
-    for gi, group in enumerate(groups):
-        order = sorted(group, key=lambda r: (-r.h, -r.w))
-        max_w = max(ev(r.w) for r in group)
-        total = sum(ev(r.h) * ev(r.w) for r in group)
-        # try a range of canvas widths, keep the one with the smallest canvas
-        widths = {ev(int(max_w * f)) for f in np.linspace(1.0, 3.0, 41)}
-        widths.add(max(max_w, ev(int(math.sqrt(total) * 1.2))))
-        best_w = min(widths, key=lambda w: (lambda hw: hw[0] * hw[1])(shelf(order, w, False)))
-        canvases.append(shelf(order, best_w, True, gi))
-    return canvases
-
-
-# --------------------------------------------------------------------------- NMS
-def _pairwise_overlap(a: torch.Tensor, b: torch.Tensor, method: str) -> torch.Tensor:
-    """IoU (``"union"``, = ``torchvision.ops.box_iou``) or intersection over the smaller area
-    (``"min"``) of every box of ``a`` with every box of ``b`` (x1, y1, x2, y2; area without +1,
-    as the package computes it)."""
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    if method == "union":
-        return inter / (area_a[:, None] + area_b[None, :] - inter)
-    return inter / torch.min(area_a[:, None], area_b[None, :])
-
-
-def nms_indices(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, threshold: float,
-                method: str = "union", mode: str = "reference", chunk: int = 2048) -> torch.Tensor:
-    """Indices kept by NMS within each group, ordered by descending score (stable).
-
-    ``mode="reference"``: keep a box iff no higher-scoring box of its group overlaps it by more than
-    ``threshold`` (the ``mtcnn`` package's rule). ``mode="greedy"``: classic NMS
-    (``torchvision.ops.batched_nms``; union IoU only).
-    """
-    n = boxes.shape[0]
-    if n == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    if mode == "greedy" and method == "union":
-        # imported here: importing torchvision pulls in torch._dynamo, which adds ~75% to the
-        # cold-start time of a process that only needs the reference rule
-        from torchvision.ops import batched_nms
-
-        return batched_nms(boxes.float(), scores.float(), groups, threshold)
-    order = torch.argsort(scores, descending=True, stable=True)
-    # sort by group, keeping score order inside a group
-    order = order[torch.argsort(groups[order], stable=True)]
-    b = boxes[order]
-    g = groups[order]
-    uniq, counts = torch.unique_consecutive(g, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    keep_mask = torch.ones(n, dtype=torch.bool, device=boxes.device)
-    for s, c in zip(starts.tolist(), counts.tolist()):  # loop over groups (levels/images), not boxes
-        bb = b[s:s + c]
-        worst = torch.zeros(c, dtype=bb.dtype, device=bb.device)
-        for r0 in range(0, c, chunk):
-            r1 = min(c, r0 + chunk)
-            ov = _pairwise_overlap(bb[r0:r1], bb, method)  # (rows, c)
-            ov = torch.nan_to_num(ov, nan=0.0)
-            rows = torch.arange(r0, r1, device=bb.device)[:, None]
-            cols = torch.arange(c, device=bb.device)[None, :]
-            ov = torch.where(cols > rows, ov, torch.zeros((), dtype=ov.dtype, device=ov.device))
-            worst = torch.maximum(worst, ov.max(dim=0).values)
-        keep_mask[s:s + c] = worst <= threshold
-    kept = order[keep_mask]
-    # final order: descending score overall (stable), like the package's sorted outputs
-    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
-
-
-def _square(boxes: torch.Tensor) -> torch.Tensor:
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
-    side = torch.maximum(w, h)
-    x1 = boxes[:, 0] + w * 0.5 - side * 0.5
-    y1 = boxes[:, 1] + h * 0.5 - side * 0.5
-    return torch.stack([x1, y1, x1 + side, y1 + side], dim=1)
-
-
-def _regress(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
-    w = boxes[:, 2] - boxes[:, 0] + 1
-    h = boxes[:, 3] - boxes[:, 1] + 1
-    return boxes + reg.to(boxes.dtype) * torch.stack([w, h, w, h], dim=1)
-
-
-# --------------------------------------------------------------------------- patches
-class _ImageStore:
-    """All normalised images of a call in one flat (3, sum H*W) float32 tensor, for gathers."""
-
-    def __init__(self, images: list[torch.Tensor]):
-        """``images``: normalised (H, W, 3) float32 tensors."""
-        self.device = images[0].device
-        self.h = torch.tensor([im.shape[0] for im in images], device=self.device)
-        self.w = torch.tensor([im.shape[1] for im in images], device=self.device)
-        sizes = self.h * self.w
-        self.offset = torch.cumsum(sizes, 0) - sizes
-        # (sum H*W, 3): pixel-major, so a gather copies whole RGB triples and the patches come
-        # out channels-last, the fast layout for RNet/ONet's convolutions
-        flat = [im.reshape(-1, 3) for im in images]
-        self.flat = flat[0] if len(flat) == 1 else torch.cat(flat, dim=0)
-
-    def crop_and_resize(self, boxes: torch.Tensor, image_ids: torch.Tensor, size: int) -> torch.Tensor:
-        """TensorFlow ``crop_and_resize`` (bilinear, extrapolation 0) of float boxes -> (N,3,size,size)."""
-        n = boxes.shape[0]
-        if n == 0:
-            return torch.zeros((0, 3, size, size), device=self.device)
-        # image_ids index self.h/self.w/self.offset; flat holds every image's pixels (y, x) -> row
-        H = self.h[image_ids].to(torch.float32)
-        W = self.w[image_ids].to(torch.float32)
-        b = boxes.to(torch.float32)
-        # normalised coordinates, as the package passes them (float32)
-        y1n, x1n, y2n, x2n = b[:, 1] / H, b[:, 0] / W, b[:, 3] / H, b[:, 2] / W
-        k = torch.arange(size, dtype=torch.float32, device=self.device)
-        hs = (y2n - y1n) * (H - 1) / (size - 1)
-        ws = (x2n - x1n) * (W - 1) / (size - 1)
-        in_y = (y1n * (H - 1))[:, None] + k[None, :] * hs[:, None]  # (N, size)
-        in_x = (x1n * (W - 1))[:, None] + k[None, :] * ws[:, None]
-        valid_y = (in_y >= 0) & (in_y <= (H - 1)[:, None])
-        valid_x = (in_x >= 0) & (in_x <= (W - 1)[:, None])
-        in_y = torch.nan_to_num(in_y, nan=-1.0)
-        in_x = torch.nan_to_num(in_x, nan=-1.0)
-        ty = torch.floor(in_y)
-        tx = torch.floor(in_x)
-        ly = in_y - ty
-        lx = in_x - tx
-        Hl = self.h[image_ids][:, None]
-        Wl = self.w[image_ids][:, None]
-        ty_i = ty.long().clamp(min=0)
-        ty_i = torch.minimum(ty_i, Hl - 1)
-        by_i = torch.minimum(torch.ceil(in_y).long().clamp(min=0), Hl - 1)
-        tx_i = torch.minimum(tx.long().clamp(min=0), Wl - 1)
-        bx_i = torch.minimum(torch.ceil(in_x).long().clamp(min=0), Wl - 1)
-        off = self.offset[image_ids][:, None, None]
-        Wl3 = Wl[:, :, None]
-        idx_tl = off + ty_i[:, :, None] * Wl3 + tx_i[:, None, :]
-        idx_tr = off + ty_i[:, :, None] * Wl3 + bx_i[:, None, :]
-        idx_bl = off + by_i[:, :, None] * Wl3 + tx_i[:, None, :]
-        idx_br = off + by_i[:, :, None] * Wl3 + bx_i[:, None, :]
-
-        def g(idx):  # -> (N, size, size, 3)
-            return self.flat.index_select(0, idx.reshape(-1)).reshape(n, size, size, 3)
-
-        tl, tr, bl, br = g(idx_tl), g(idx_tr), g(idx_bl), g(idx_br)
-        lx4 = lx[:, None, :, None]
-        ly4 = ly[:, :, None, None]
-        top = tl + (tr - tl) * lx4
-        bottom = bl + (br - bl) * lx4
-        out = top + (bottom - top) * ly4
-        valid = (valid_y[:, :, None] & valid_x[:, None, :])[:, :, :, None]
-        out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
-        return out.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
+# Canvas pixels per PNet strip: conv1's output stays under ~16 MB, below glibc's largest mmap
+# threshold (see _CHUNK_FLOATS in modeling.faces.pyramid).
+PNET_STRIP_PIXELS = 400_000
 
 
 # --------------------------------------------------------------------------- the detector
@@ -536,17 +206,17 @@ class FaceDetector:
         dev = self.device
         t1, t2, t3 = self.thresholds
         # ---------------- stage 1: PNet on a mosaic of all pyramid levels of all images
-        rects: list[_Rect] = []
+        rects: list[MosaicRect] = []
         for j, im in enumerate(imgs):
             H, W = im.shape[0], im.shape[1]
             for s in pyramid_scales(H, W, min_face_size, self.scale_factor):
                 hw = (np.asarray([H, W]) * s).astype(np.int64)
                 h, w = int(hw[0]), int(hw[1])
                 if h >= 12 and w >= 12:
-                    rects.append(_Rect(image=j, scale=float(s), h=h, w=w))
+                    rects.append(MosaicRect(image=j, scale=float(s), h=h, w=w))
         if not rects:
             return None
-        canvases = _pack(rects, self.max_batch_pixels)
+        canvases = pack_mosaic(rects, self.max_batch_pixels)
         cand_boxes, cand_scores, cand_img, cand_level = [], [], [], []
         resizers: dict[int, AreaResizer] = {}
         for ci, (CH, CW) in enumerate(canvases):
@@ -598,19 +268,19 @@ class FaceDetector:
         keep = nms_indices(boxes, scores, levels, 0.5, "union", self.nms_mode)
         boxes, scores, img_ids = boxes[keep], scores[keep], img_ids[keep]
         keep = nms_indices(boxes, scores, img_ids, 0.7, "union", self.nms_mode)
-        boxes, scores, img_ids = _square(boxes[keep]), scores[keep], img_ids[keep]
+        boxes, scores, img_ids = square_boxes(boxes[keep]), scores[keep], img_ids[keep]
         if boxes.shape[0] == 0:
             return None
 
-        store = _ImageStore(imgs)
+        store = ImageStore(imgs)
         # ---------------- stage 2: RNet
         reg, prob = self._run_patches(self.rnet, store, boxes, img_ids, 24)
         scores = prob[:, 1].to(torch.float64)
-        boxes = _regress(boxes, reg)
+        boxes = regress_boxes(boxes, reg)
         ok = (scores > t2) & torch.isfinite(boxes).all(1)
         boxes, scores, img_ids = boxes[ok], scores[ok], img_ids[ok]
         keep = nms_indices(boxes, scores, img_ids, 0.7, "union", self.nms_mode)
-        boxes, scores, img_ids = _square(boxes[keep]), scores[keep], img_ids[keep]
+        boxes, scores, img_ids = square_boxes(boxes[keep]), scores[keep], img_ids[keep]
         if boxes.shape[0] == 0:
             return None
         # ---------------- stage 3: ONet
@@ -620,14 +290,14 @@ class FaceDetector:
         lm = lm.to(torch.float64)
         lms = torch.cat([w * lm[:, :5] + boxes[:, 0:1] - 1, h * lm[:, 5:] + boxes[:, 1:2] - 1], 1)
         scores = prob[:, 1].to(torch.float64)
-        boxes = _regress(boxes, reg)
+        boxes = regress_boxes(boxes, reg)
         ok = (scores > t3) & torch.isfinite(boxes).all(1) & torch.isfinite(lms).all(1)
         boxes, scores, img_ids, lms = boxes[ok], scores[ok], img_ids[ok], lms[ok]
         # IoU over the smaller box: torchvision has no such NMS, the package's rule is used
         keep = nms_indices(boxes, scores, img_ids, 0.7, "min", "reference")
         return img_ids[keep], boxes[keep], scores[keep], lms[keep]
 
-    def _pnet_canvas(self, canvas_hwc: torch.Tensor, rects: list[_Rect], ho: int, wo: int):
+    def _pnet_canvas(self, canvas_hwc: torch.Tensor, rects: list[MosaicRect], ho: int, wo: int):
         """PNet over a mosaic canvas: (box regression (4, ho, wo), p(face) (ho, wo)).
 
         Runs in horizontal strips of about ``PNET_STRIP_PIXELS`` canvas pixels (output cell row
@@ -661,7 +331,7 @@ class FaceDetector:
             probs.append(prob[0, 1, :, :wo])
         return torch.cat(regs, 1), torch.cat(probs, 0)
 
-    def _run_patches(self, net, store: _ImageStore, boxes, img_ids, size):
+    def _run_patches(self, net, store: ImageStore, boxes, img_ids, size):
         outs = []
         for s in range(0, boxes.shape[0], self.patch_batch):  # bounded memory, chunks of boxes
             patches = store.crop_and_resize(boxes[s:s + self.patch_batch], img_ids[s:s + self.patch_batch], size)

@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("privacy", "0001_initial"),
-        ("labeling", "0005_private_originals"),
+        ("labeling", "0006_private_originals"),
     ]
 
     operations = [

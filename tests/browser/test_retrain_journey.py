@@ -8,10 +8,10 @@ from django.db import connection
 
 from labeling.models import Photo, PlayerKind, Vote
 from labeling.services.votes import refresh_consensus
-from modeling.models import ModelVersion
+from modelhub.models import ModelVersion
 from tests.browser.journeys import log_in
 from tests.factories import make_user
-from tests.modeling.models_app_support import photo_with_face_like
+from tests.modelhub.models_app_support import photo_with_face_like
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

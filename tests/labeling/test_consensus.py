@@ -5,8 +5,9 @@ import statistics
 
 import pytest
 
-from labeling.consensus import Consensus, ConsensusRule, compute_consensus, median
-from labeling.scoring import ScoringVote, points_for_error, settle_scores, votes_still_needed
+from labeling import scoring
+from labeling.consensus import Consensus, ConsensusRule, OutlierFlagRule, compute_consensus, median
+from labeling.scoring import ScoringVote, others_kept, points_for_error, settle_scores, votes_still_needed
 
 
 def test_no_votes():
@@ -119,4 +120,23 @@ def test_model_vote_is_scored_but_never_counts():
 
 def test_votes_still_needed():
     votes = _votes([30, 31])
-    assert votes_still_needed(votes, 1, rule=ConsensusRule(), min_others=5) == 4
+    assert others_kept(votes, 1, rule=ConsensusRule()) == 1
+    assert votes_still_needed(1, min_others=5) == 4
+    assert votes_still_needed(7, min_others=5) == 1  # never fewer than one
+
+
+def test_voter_kinds_are_the_player_kinds():
+    from labeling.models import PlayerKind
+
+    assert scoring.NON_COUNTING_KINDS <= set(PlayerKind.values)
+    assert scoring.EARNING_KINDS <= set(PlayerKind.values)
+    votes = [ScoringVote.of(1, 30, kind) for kind in ("human", "simulated", "imported", "model")]
+    assert [(v.counts, v.earns) for v in votes] == [(True, True), (True, False), (True, False), (False, True)]
+
+
+def test_outlier_flag_rule():
+    rule = OutlierFlagRule(window=4, share=0.5)
+    assert not rule.due(3, 3)  # fewer votes than the window
+    assert not rule.due(4, 2)  # exactly the share is not more than it
+    assert rule.due(4, 3)
+    assert not OutlierFlagRule(window=0, share=0.0).due(0, 0)  # a window of 0 switches it off

@@ -1,4 +1,4 @@
-"""The lean WSGI route for token votes (labeling/fast_vote.py) against Django's own handler: same
+"""The lean WSGI route for token votes (appareal_site/fast_vote_route.py) against Django's own handler: same
 status, same body bytes, same headers; every request it does not answer reaches Django unchanged
 (body included) and writes nothing first."""
 import io
@@ -12,7 +12,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
-from labeling.fast_vote import VoteFastPath, token_key, whole_age
+from appareal_site.fast_vote_route import VoteFastPath, token_key, whole_age
 from labeling.models import Photo, PhotoStatus, PlayerKind, Vote
 from leaderboard.models import PointsAward
 from tests.factories import make_photo, make_user
@@ -364,7 +364,7 @@ def test_remembered_token_of_a_deactivated_player_gets_401_not_429(apps, setting
 def test_vote_function_refuses_a_token_that_is_not_the_voters(postgres_only):
     from django.utils import timezone
 
-    from labeling.services.votes import store_vote
+    from labeling.services.vote_function import store_vote
 
     voter, other = make_user(), make_user()
     key = token_of(voter)

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from labeling.consensus import compute_consensus
 from labeling.models import Photo, Vote
 from leaderboard.models import PlayerTotal, PointsAward
-from leaderboard.services import award_upload_points
+from leaderboard.services.awards import award_upload_points
 from tests.factories import make_photo as _make_photo
 from tests.factories import make_user
 

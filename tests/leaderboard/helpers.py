@@ -4,7 +4,7 @@ import datetime as dt
 from django.utils import timezone
 
 from leaderboard.models import PlayerTotal, PlayerWeekTotal
-from leaderboard.services import week_of
+from leaderboard.services.awards import week_of
 
 
 def set_points(user, points: int, *, week_points: int | None = None, week: dt.date | None = None):

@@ -10,7 +10,7 @@ from django.urls import reverse
 from labeling.models import PlayerKind, PlayerProfile
 from leaderboard.models import PlayerTotal, PlayerWeekTotal
 from leaderboard.selectors import current_week, leaderboard
-from leaderboard.services import accept_friend_request, send_friend_request
+from leaderboard.services.friends import accept_friend_request, send_friend_request
 from tests.factories import make_user
 from tests.leaderboard.helpers import set_points
 

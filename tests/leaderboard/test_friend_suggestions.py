@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from leaderboard import social
 from leaderboard.selectors import social_friend_suggestions
-from leaderboard.services import accept_friend_request, send_friend_request
+from leaderboard.services.friends import accept_friend_request, send_friend_request
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

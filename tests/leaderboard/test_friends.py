@@ -5,7 +5,7 @@ from django.urls import reverse
 from labeling.services.votes import cast_vote
 from leaderboard.models import FriendRequest, Friendship
 from leaderboard.selectors import player_stats
-from leaderboard.services import award_upload_points
+from leaderboard.services.awards import award_upload_points
 from tests.factories import make_photo, make_user
 from tests.leaderboard.helpers import set_points
 

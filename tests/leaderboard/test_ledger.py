@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from labeling.models import PhotoSource, PlayerKind
 from labeling.services.votes import cast_vote
 from leaderboard.models import PlayerTotal, PlayerWeekTotal, PointsAward
-from leaderboard.services import award_upload_points, week_of
+from leaderboard.services.awards import award_upload_points, week_of
 from tests.factories import make_photo, make_user
 
 pytestmark = pytest.mark.django_db

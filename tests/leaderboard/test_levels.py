@@ -9,7 +9,7 @@ from django.db import connection
 from labeling.services.votes import cast_vote
 from leaderboard.models import PlayerTotal, PlayerWeekTotal, PointsAward, PointsLevel, WeekPointsLevel
 from leaderboard.selectors import players_above
-from leaderboard.services import _totals_statements, award_upload_points
+from leaderboard.services.awards import _totals_statements, award_upload_points
 from tests.factories import make_photo, make_user
 from tests.leaderboard.test_ledger import rebuild
 

@@ -231,12 +231,12 @@ def test_overlap_matches_torchvision_and_nms_rules():
     import torch
     from torchvision.ops import box_iou
 
-    from modeling.faces.detector import _pairwise_overlap, nms_indices
+    from modeling.faces.boxes import nms_indices, pairwise_overlap
 
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(40, 2, generator=g, dtype=torch.float64) * 100
     boxes = torch.cat([xy, xy + 5 + torch.rand(40, 2, generator=g, dtype=torch.float64) * 50], 1)
-    torch.testing.assert_close(_pairwise_overlap(boxes, boxes, "union"), box_iou(boxes, boxes))
+    torch.testing.assert_close(pairwise_overlap(boxes, boxes, "union"), box_iou(boxes, boxes))
     # A suppresses B; B overlaps C but A does not: the package's rule drops C, greedy NMS keeps it
     chain = torch.tensor([[0, 0, 10, 10], [3, 0, 13, 10], [7, 0, 17, 10]], dtype=torch.float64)
     scores = torch.tensor([0.9, 0.8, 0.7], dtype=torch.float64)
@@ -251,15 +251,15 @@ def test_overlap_matches_torchvision_and_nms_rules():
 @pytest.mark.parametrize("sizes", [[(1137, 910)], [(375, 500), (2204, 970), (40, 4000)],
                                    [(13, 13), (101, 57)]])
 def test_mosaic_packing_has_no_overlap_and_even_origins(sizes):
-    from modeling.faces.detector import _pack, _Rect, pyramid_scales
+    from modeling.faces.pyramid import MosaicRect, pack_mosaic, pyramid_scales
 
     rects = []
     for i, (H, W) in enumerate(sizes):
         for s in pyramid_scales(H, W):
             h, w = int(H * s), int(W * s)
             if h >= 12 and w >= 12:
-                rects.append(_Rect(image=i, scale=float(s), h=h, w=w))
-    canvases = _pack(rects, max_pixels=600_000)
+                rects.append(MosaicRect(image=i, scale=float(s), h=h, w=w))
+    canvases = pack_mosaic(rects, max_pixels=600_000)
     occupied = [np.zeros(c, dtype=bool) for c in canvases]
     for r in rects:
         assert r.x % 2 == 0 and r.y % 2 == 0

@@ -16,7 +16,7 @@ from modeling import svr as S
 from modeling.modelfile import ModelFileError, load_model_file, save_model_file
 from modeling.predictor import AgePredictor, resolve_device
 from modeling.sensitivity import difference_image, sensitivity_image, sensitivity_map
-from modeling.train import TrainConfig, label_distributions, train
+from modeling.train import TrainConfig, TrainingError, label_distributions, train
 from modeling.train import main as train_main
 from tests.modeling.modeling_fixture import SMALL, face_files, make_appa
 
@@ -177,7 +177,7 @@ def test_resume_budget_stop_and_frozen_features(tmp_path):
     r = train(TrainConfig(data=data, out=out, epochs=2, **common))  # continues from epoch 1
     lines = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
     assert [x["epoch"] for x in lines if x["event"] == "epoch"] == [1, 2] and r.epochs_run == 2
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(TrainingError, match="different configuration"):
         train(TrainConfig(data=data, out=out, epochs=2, resume="yes", **dict(common, lr=1e-2)))
     # budget: nothing fits into 0.001 minutes, still a model file
     b = train(TrainConfig(data=data, out=str(tmp_path / "budget"), epochs=2, max_minutes=0.001, **common))
@@ -194,12 +194,12 @@ def test_resume_budget_stop_and_frozen_features(tmp_path):
 
 
 def test_weight_average(tmp_path):
-    from modeling.train import _Ema
+    from modeling.train.engine import Ema
 
     lin = torch.nn.Linear(2, 1)
     with torch.no_grad():
         lin.weight.fill_(0.0)
-    ema = _Ema(lin, 0.5)
+    ema = Ema(lin, 0.5)
     with torch.no_grad():
         lin.weight.fill_(2.0)
     ema.update(lin, step=100)  # decay min(0.5, 101/110) = 0.5
@@ -242,10 +242,11 @@ def test_cli_train_and_bad_data(tmp_path, capsys):
     assert rc == 2 and "000002.jpg" in capsys.readouterr().err
 
 
-def test_no_gpu_falls_back_to_cpu(monkeypatch, capsys):
+def test_no_gpu_falls_back_to_cpu(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("cuda").type == "cpu"
-    assert "falling back to CPU" in capsys.readouterr().out
+    with caplog.at_level("WARNING", logger="modeling.predictor"):
+        assert resolve_device("cuda").type == "cpu"
+    assert "falling back to CPU" in caplog.text
     assert resolve_device("auto").type == "cpu"
 
 
@@ -317,7 +318,7 @@ def test_cross_fitted_residual(tmp_path):
     folds = [holdout_split(10, f"{k}/3", seed=0)[1] for k in (1, 2, 3)]
     assert sorted(np.concatenate(folds).tolist()) == list(range(10))  # every image held out once
     for bad in ("2", "0/2", "3/2", "1/1", "a/b"):
-        with pytest.raises(ValueError):
+        with pytest.raises(TrainingError):
             holdout_split(10, bad, seed=0)
 
     data = make_appa(tmp_path / "data", counts=(12, 6, 6))
@@ -349,41 +350,41 @@ def test_cross_fitted_residual(tmp_path):
     assert np.allclose(got, base + scale * r.numpy(), atol=1e-3)
 
     # bad input: one fold's file only, a missing file, a fold model of a residual
-    with pytest.raises(ValueError, match="cover"):
+    with pytest.raises(TrainingError, match="cover"):
         train(TrainConfig(data=data, out=str(tmp_path / "res1"), residual_of=parent.model_path,
                           cross_fit_predictions=fold_files[:1], **common))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(TrainingError, match="not found"):
         train(TrainConfig(data=data, out=str(tmp_path / "res2"), residual_of=parent.model_path,
                           cross_fit_predictions=[str(tmp_path / "nope.csv")], **common))
     garbled = tmp_path / "garbled.csv"
     garbled.write_text("file_name,prediction\n000001.jpg,abc\n")
-    with pytest.raises(ValueError, match="not a held-out predictions file"):
+    with pytest.raises(TrainingError, match="not a held-out predictions file"):
         train(TrainConfig(data=data, out=str(tmp_path / "res4"), residual_of=parent.model_path,
                           cross_fit_predictions=[str(garbled)], **common))
-    with pytest.raises(ValueError, match="fold models"):
+    with pytest.raises(TrainingError, match="fold models"):
         train(TrainConfig(data=data, out=str(tmp_path / "res3"), residual_of=parent.model_path,
                           holdout_fold="1/2", **common))
 
 
-def test_best_residual_scale():
-    from modeling.train import _best_residual_scale
+def testbest_residual_scale():
+    from modeling.train.residual import best_residual_scale
 
     truth = np.array([10.0, 20.0, 30.0, 40.0])
     parent = truth + np.array([2.0, -2.0, 2.0, -2.0])
     # the residual over-corrects by a factor of 2: half of it is right
-    assert _best_residual_scale(-2 * (parent - truth), parent, truth) == pytest.approx(0.5)
+    assert best_residual_scale(-2 * (parent - truth), parent, truth) == pytest.approx(0.5)
     # a residual that only hurts is switched off
-    assert _best_residual_scale(parent - truth, parent, truth) == 0.0
-    assert _best_residual_scale(truth - parent, parent, truth) == 1.0
+    assert best_residual_scale(parent - truth, parent, truth) == 0.0
+    assert best_residual_scale(truth - parent, parent, truth) == 1.0
 
 
-def test_mixup(tmp_path):
-    from modeling.train import _mixup
+def testmixup(tmp_path):
+    from modeling.train.batches import mixup
 
     gen = torch.Generator().manual_seed(0)
     x = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(8)])
     y = label_distributions(np.arange(8) * 10.0, 0, 100, 0.0)
-    mx, my = _mixup(x, y, 0.4, gen, seed=(0, 1))
+    mx, my = mixup(x, y, 0.4, gen, seed=(0, 1))
     assert mx.shape == x.shape and my.shape == y.shape
     assert torch.allclose(my.sum(1), torch.ones(8))
     # each label is the same mix of two ages as its image: expectation = 10 x pixel value
@@ -392,13 +393,13 @@ def test_mixup(tmp_path):
     # every image stays mostly itself (weight >= 0.5 on its own): within half the range of the batch
     assert ((mx[:, 0, 0, 0] - torch.arange(8.0)).abs() <= 3.5 + 1e-5).all()
     # scalar labels (L1 head) and a training run with it
-    _, mv = _mixup(x, torch.arange(8.0), 0.4, gen, seed=(0, 2))
+    _, mv = mixup(x, torch.arange(8.0), 0.4, gen, seed=(0, 2))
     assert mv.shape == (8,)
     data = make_appa(tmp_path / "data", counts=(12, 6, 6))
     r = train(TrainConfig(data=data, out=str(tmp_path / "mix"), mixup=0.4, eval_test=False,
                           cache_dir=str(tmp_path / ".cache"), **SMALL))
     assert r.status == "finished" and os.path.isfile(r.model_path)
-    with pytest.raises(ValueError, match="mixup"):
+    with pytest.raises(TrainingError, match="mixup"):
         train(TrainConfig(data=data, out=str(tmp_path / "bad"), mixup=-1.0, **SMALL))
     assert not os.path.exists(tmp_path / "bad" / "model.pt")
 

@@ -28,7 +28,7 @@ def crowd(photo, ages, kind=PlayerKind.HUMAN):
 
 def uploaded(owner, **fields):
     """A photo as the upload service leaves it: in the pool, with its upload points."""
-    from leaderboard.services import award_upload_points
+    from leaderboard.services.awards import award_upload_points
     from tests.factories import make_photo
 
     photo = make_photo(owner, **fields)

@@ -162,7 +162,7 @@ def test_existing_consent_maps_to_all_scopes():
 
     from django.apps import apps
 
-    migration = import_module("labeling.migrations.0004_consent_scopes")
+    migration = import_module("labeling.migrations.0005_consent_scopes")
     given, never = make_photo(make_user()), make_photo(make_user())
     Photo.objects.filter(pk=given.pk).update(consent_export=False, consent_training=False)
     Photo.objects.filter(pk=never.pk).update(consent=False, consent_export=False, consent_training=False)

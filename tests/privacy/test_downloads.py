@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from labeling.models import PhotoStatus
 from labeling.services.votes import cast_vote
-from leaderboard.services import accept_friend_request, send_friend_request
+from leaderboard.services.friends import accept_friend_request, send_friend_request
 from privacy.models import AuditAction, AuditEvent, DataDownload, DownloadStatus
 from privacy.services import consent, downloads, withdrawal
 from privacy.services.sweep import sweep

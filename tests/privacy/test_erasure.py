@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from labeling.models import Photo, PhotoReport, PhotoStatus, PlayerKind, Vote
 from leaderboard.models import FriendRequest, Friendship, PlayerTotal, PointsAward
-from leaderboard.services import send_friend_request
+from leaderboard.services.friends import send_friend_request
 from privacy.models import AccountErasure, AuditAction, AuditEvent, DataDownload, ErasureStatus, PendingFileDeletion
 from privacy.services import downloads, erasure, reauth
 from privacy.services.placeholders import PREFIX
@@ -41,7 +41,7 @@ def world(django_capture_on_commit_callbacks):
     cast_vote(voter=alice, photo_id=theirs[1].pk, age=52)  # pending
     crowd(theirs[1], [49, 50, 51, 53, 54])  # ... then scored, and alice's vote triggered nothing for them
     send_friend_request(from_user=alice, username="bob")
-    from leaderboard.services import accept_friend_request
+    from leaderboard.services.friends import accept_friend_request
 
     accept_friend_request(user=bob, request_id=FriendRequest.objects.get(from_user=alice).pk)
     carol = make_user("carol")

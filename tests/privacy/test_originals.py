@@ -110,11 +110,11 @@ def test_admin_photo_page_works_without_a_public_url(client):
 
 
 def test_migration_moves_originals_out_of_public_media(settings):
-    """labeling/0005: existing originals under MEDIA_ROOT/originals move to PRIVATE_ROOT/originals,
+    """labeling/0006: existing originals under MEDIA_ROOT/originals move to PRIVATE_ROOT/originals,
     under the same names; a rerun after an interruption finishes the move."""
     from importlib import import_module
 
-    migration = import_module("labeling.migrations.0005_private_originals")
+    migration = import_module("labeling.migrations.0006_private_originals")
     media, private = Path(settings.MEDIA_ROOT), Path(settings.PRIVATE_ROOT)
     names = ["originals/ab/one.jpg", "originals/cd/two.jpg"]
     for name in names:
@@ -139,7 +139,7 @@ def test_migration_backfills_lineage_from_zips(settings):
     from labeling.models import DatasetExport
     from privacy.codec import decode_ids
 
-    migration = import_module("labeling.migrations.0005_private_originals")
+    migration = import_module("labeling.migrations.0006_private_originals")
     path = Path(settings.PRIVATE_ROOT) / "exports" / "000001-old.zip"
     path.parent.mkdir(parents=True)
     with zipfile.ZipFile(path, "w") as zf:

@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.consensus import compute_consensus
 from labeling.models import Photo, Vote
-from labeling.services.votes import consensus_rule, counts_for_consensus, refresh_consensus
+from labeling.scoring import counts_for_consensus
+from labeling.services.votes import consensus_rule, refresh_consensus
 
 SHOWN = 20
 

@@ -9,7 +9,7 @@ Run it while nothing else awards points (e.g. after the load benchmark, or in ma
 """
 from django.core.management.base import BaseCommand, CommandError
 
-from leaderboard.services import rebuild_ledger
+from leaderboard.services.ledger_rebuild import rebuild_ledger
 
 
 class Command(BaseCommand):

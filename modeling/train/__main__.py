@@ -1,0 +1,5 @@
+import sys
+
+from modeling.train.cli import main
+
+sys.exit(main())
