@@ -105,8 +105,8 @@ def test_the_lean_vote_route_refuses_an_erased_accounts_token(settings):
     if connection.vendor != "postgresql":
         pytest.skip("remembered tokens are checked by the PostgreSQL vote function (CI runs this on PostgreSQL)")
     from django.core.handlers.wsgi import WSGIHandler
-    from labeling.fast_vote import VoteFastPath
 
+    from appareal_site.fast_vote_route import VoteFastPath
     from tests.factories import make_photo
     from tests.labeling.test_fast_vote import age_body, call, environ_for, token_of, votes_path
 
