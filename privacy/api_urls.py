@@ -13,4 +13,6 @@ urlpatterns = [
     path("photos/<id:pk>/lineage/", api.PhotoLineageView.as_view(), name="api-photo-lineage"),
     path("privacy/audit/", api.AuditLogView.as_view(), name="api-privacy-audit"),
     path("privacy/withdrawn-models/", api.WithdrawnModelsView.as_view(), name="api-privacy-withdrawn-models"),
+    path("privacy/withdrawn-models/<id:pk>/retrain/", api.RetrainWithoutWithdrawnView.as_view(),
+         name="api-privacy-retrain"),
 ]

@@ -1,7 +1,8 @@
-"""The model side of lineage: which model versions were trained on which export.
+"""The model side of lineage: which model versions were trained on which export
+(ModelVersion.dataset_export, app label "modeling"), and retraining without withdrawn photos.
 
-Read through the app registry (app label "modeling"), so this does not depend on where the
-modeling code lives. A version's export is its run's export (TrainingRun.dataset_export).
+Read through the app registry and modelhub's public services, so this module stays small and
+does not depend on modelhub's internals.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ def _versions():
     return apps.get_model("modeling", "ModelVersion").objects
 
 
-def _info(version, export_id) -> dict:
+def _info(version) -> dict:
     return {"id": version.pk, "name": version.name or version.get_kind_display(), "kind": version.kind,
-            "is_active": version.is_active, "created_at": version.created_at, "export_id": export_id,
+            "is_active": version.is_active, "created_at": version.created_at, "export_id": version.dataset_export_id,
             "run_id": version.run_id}
 
 
@@ -25,13 +26,10 @@ def versions_by_export(export_ids: Iterable[int]) -> dict[int, list[dict]]:
     found: dict[int, list[dict]] = {}
     if not export_ids:
         return found
-    rows = _versions().filter(run__dataset_export_id__in=export_ids).select_related("run").order_by("pk")
-    for version in rows:
-        export_id = version.run.dataset_export_id
-        found.setdefault(export_id, []).append(_info(version, export_id))
+    for version in _versions().filter(dataset_export_id__in=export_ids).order_by("pk"):
+        found.setdefault(version.dataset_export_id, []).append(_info(version))
     return found
 
 
 def versions_with_exports() -> list[dict]:
-    rows = _versions().filter(run__dataset_export__isnull=False).select_related("run").order_by("pk")
-    return [_info(v, v.run.dataset_export_id) for v in rows]
+    return [_info(v) for v in _versions().filter(dataset_export__isnull=False).order_by("pk")]

@@ -12,4 +12,5 @@ urlpatterns = [
     path("my/data/erase/confirm/<str:token>/", pages.erase_confirm, name="erase_confirm"),
     path("photos/<id:pk>/original/", pages.original, name="photo_original"),
     path("staff/privacy/", pages.staff_privacy, name="staff_privacy"),
+    path("staff/privacy/models/<id:pk>/retrain/", pages.staff_retrain, name="staff_retrain"),
 ]

@@ -18,6 +18,7 @@ from privacy.models import AuditEvent, DataDownload, DownloadStatus
 from privacy.services import consent, downloads, reauth
 from privacy.services.downloads import mark_fetched
 from privacy.services.erasure import ErasureRefused
+from privacy.services.retrain import RetrainRefused, retrain_without_withdrawn
 from privacy.services.withdrawal import WithdrawalRefused
 from privacy.views.files import private_file_response
 
@@ -204,3 +205,19 @@ class WithdrawnModelsView(APIView):
                        "withdrawn_photos": serializers.IntegerField()}, many=True)})
     def get(self, request):
         return Response(selectors.models_on_withdrawn_photos())
+
+
+class RetrainWithoutWithdrawnView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(summary="Retrain a model without the photos withdrawn since (staff): a new run on a fresh "
+                           "training export", request=None,
+                   responses={202: inline_serializer("RetrainQueued", {"run": serializers.IntegerField()}),
+                              404: OpenApiResponse(description="No such model version."),
+                              409: OpenApiResponse(description="Another training run is open.")})
+    def post(self, request, pk: int):
+        try:
+            run = retrain_without_withdrawn(user=request.user, version_id=pk)
+        except RetrainRefused as exc:
+            return error(exc.message, exc.status)
+        return Response({"run": run.pk}, status=status.HTTP_202_ACCEPTED)

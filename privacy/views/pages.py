@@ -16,6 +16,7 @@ from privacy import selectors
 from privacy.models import AuditAction, DownloadStatus
 from privacy.services import consent, downloads, reauth
 from privacy.services.erasure import ErasureRefused
+from privacy.services.retrain import RetrainRefused, retrain_without_withdrawn
 from privacy.services.withdrawal import WithdrawalRefused
 from privacy.views.files import original_response, private_file_response
 
@@ -146,6 +147,19 @@ def staff_privacy(request):
         "actions": AuditAction.choices, "lineage": lineage, "photo_id": photo_id,
         "withdrawn_models": selectors.models_on_withdrawn_photos(),
     })
+
+
+@staff_member_required
+@require_POST
+def staff_retrain(request, pk: int):
+    try:
+        run = retrain_without_withdrawn(user=request.user, version_id=pk)
+    except RetrainRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Training run #{run.pk} queued on a fresh training export, without the withdrawn "
+                                  "photos; the promotion gate decides whether it replaces the active model.")
+    return redirect(reverse("staff_privacy") + "#withdrawn-models")
 
 
 def _staff_erase(request):

@@ -85,6 +85,8 @@ PRIVACY_MATRIX = [
     ("post", "/api/me/erase/", {"password": "wrong"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 403}),
     ("get", "/api/privacy/audit/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
     ("get", "/api/privacy/withdrawn-models/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/privacy/withdrawn-models/{pk}/retrain/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 404}),
+    ("post", "/staff/privacy/models/{pk}/retrain/", {}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
     ("get", "/staff/privacy/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
     ("post", "/staff/privacy/", {"username": "owner", "password": "wrong"}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
     ("get", "/admin/privacy/auditevent/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
