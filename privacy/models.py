@@ -16,6 +16,7 @@ class AuditAction(models.TextChoices):
     EXPORT_REQUESTED = "export_requested", "Dataset export requested"
     EXPORT_BUILT = "export_built", "Dataset export built"
     EXPORT_PURGED = "export_purged", "Dataset export files deleted (held withdrawn photos)"
+    EXPORT_DOWNLOADED = "export_downloaded", "Dataset export downloaded"
     DOWNLOAD_REQUESTED = "download_requested", "Personal-data download requested"
     DOWNLOAD_READY = "download_ready", "Personal-data download built"
     DOWNLOAD_FETCHED = "download_fetched", "Personal-data download fetched"

@@ -92,10 +92,15 @@ class ExportDetailView(APIView):
         return Response(ExportSerializer(export).data)
 
 
-def _zip_response(export: DatasetExport) -> FileResponse:
+def _zip_response(export: DatasetExport, user) -> FileResponse:
+    from privacy import audit
+    from privacy.models import AuditAction
+
     path = export_path(export)
     if path is None:
         raise Http404("The export's file is gone.")
+    # Who holds a copy: staff can ask them to delete it when a photo in it is withdrawn.
+    audit.record(AuditAction.EXPORT_DOWNLOADED, actor=user, export_id=export.pk)
     response = FileResponse(open(path, "rb"), as_attachment=True, filename=f"{export.name}-{export.pk}.zip",
                             content_type="application/zip")
     response["X-Checksum-SHA256"] = export.sha256
@@ -116,7 +121,7 @@ class ExportDownloadView(APIView):
         if export.files_purged_at is not None:
             return error(f"Export {pk}'s files were deleted: {export.purge_reason}. Make a new export.",
                          status.HTTP_410_GONE)
-        return _zip_response(export)
+        return _zip_response(export, request.user)
 
 
 # --- pages -------------------------------------------------------------------------------------------
@@ -155,4 +160,4 @@ def exports_page(request):
 def export_download(request, pk: int):
     _researcher_only(request)
     export = get_object_or_404(DatasetExport, pk=pk, status=ExportStatus.SUCCEEDED)
-    return _zip_response(export)
+    return _zip_response(export, request.user)

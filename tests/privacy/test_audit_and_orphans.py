@@ -35,6 +35,19 @@ def test_events_say_who_when_what():
     assert events[AuditAction.PHOTO_DELETED].photo_id == photo.pk and events[AuditAction.PHOTO_DELETED].at is not None
 
 
+def test_export_downloads_are_audited():
+    staff = make_user(staff=True)
+    owner = make_user()
+    crowd(uploaded(owner), [30, 31, 32, 33, 34])
+    export = export_now(min_kept_votes=5)
+    api = APIClient()
+    api.force_authenticate(staff)
+    response = api.get(f"/api/exports/{export.pk}/download/")
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(action=AuditAction.EXPORT_DOWNLOADED)
+    assert (event.actor_id, event.export_id) == (staff.pk, export.pk)
+
+
 def test_admin_is_read_only(client):
     staff = make_user(staff=True)
     owner = make_user()
