@@ -12,8 +12,8 @@ which is ``se^4 / (se^2 + v)`` when ``A = se^2``.  A model's prediction ``m`` (`
 estimate``, the model's error SD ``model_sd``) sharpens A: with both errors Gaussian and
 independent, E[err^2 | gap] = se^2 s^2 / (se^2 + s^2) + (se^2 / (se^2 + s^2))^2 gap^2, which averages
 to se^2 but is larger where model and crowd disagree more than their uncertainties explain (a
-face whose first votes came from a spammer, an unusual face).  The model only steers votes; its
-prediction never enters the label.
+face whose first votes came from a spammer, an unusual face); A is the larger of that and se^2.
+The model only steers votes; its prediction never enters the label.
 
 Retired photos have value 0.  Below ``min_votes`` votes the standard error is not trusted to be
 smaller than that of the votes counted one by one (``sqrt(v / n)``).
@@ -59,9 +59,13 @@ def expected_sq_error(se, model_gap=None, model_sd: float = DEFAULT_MODEL_SD):
 
 
 def vote_value(se, vote_var, model_gap=None, model_sd: float = DEFAULT_MODEL_SD):
-    """Reduction of the expected squared error (years^2) that one vote of variance ``vote_var`` brings."""
-    a = expected_sq_error(se, model_gap, model_sd)
+    """Reduction of the expected squared error (years^2) that one vote of variance ``vote_var`` brings.
+
+    A model that agrees with the crowd never lowers the value below the model-free one: taken at
+    its word it would (the crowd's estimate looks good already, and one noisy vote can move it
+    away), but the label must come from votes, so a model may only call for more of them."""
     se2 = np.minimum(np.asarray(se, float), MAX_SE) ** 2
+    a = np.maximum(expected_sq_error(se, model_gap, model_sd), se2)
     v = np.asarray(vote_var, float)
     if np.any(v <= 0):
         raise ValueError("vote_var must be positive")

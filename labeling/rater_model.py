@@ -190,6 +190,13 @@ class _State:
         known = np.isfinite(v.init_noise)
         self.precision[known] = 1.0 / np.maximum(v.init_noise[known], opts.min_noise) ** 2
         self.weight = np.ones(v.age.size)
+        self.dof = np.zeros(v.n_raters)
+        # Each vote's last message to its photo and to its rater's bias (precision, value pointed
+        # at); the other side removes it again to see what the rest of the votes say.
+        self.photo_msg_precision = np.zeros(v.age.size)
+        self.photo_msg_value = np.zeros(v.age.size)
+        self.rater_msg_precision = np.zeros(v.age.size)
+        self.rater_msg_value = np.zeros(v.age.size)
         self.bias = np.zeros(v.n_raters)
         self.var_bias = np.full(v.n_raters, self.tau_b2)
         self.band_dev = np.zeros(v.n_raters * n_bands)
@@ -219,9 +226,27 @@ def _bands(v: VoteArrays, opts: RaterModelOptions) -> tuple[np.ndarray, np.ndarr
     return band, noise_band, cleaned
 
 
+def _cavity(mean, var, msg_precision, msg_value):
+    """A Gaussian posterior (mean, var) without one vote's message (its precision and the value it
+    pointed at): what the rest of the data say.  Variance inf when that vote was all there was;
+    a fixed quantity (var 0, a gold photo) stays fixed."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        post_precision = 1.0 / var
+        cav_precision = post_precision - msg_precision
+        informed = np.isfinite(post_precision) & (cav_precision > 1e-9 * post_precision)
+        cav_mean = np.where(informed, (mean * post_precision - msg_precision * msg_value) / cav_precision, mean)
+        cav_var = np.where(informed, 1.0 / cav_precision, np.inf)
+    fixed = var == 0
+    return np.where(fixed, mean, cav_mean), np.where(fixed, 0.0, cav_var)
+
+
 def _photo_step(s: _State, v: VoteArrays, noise_var: np.ndarray) -> None:
-    offset = s.bias[v.rater] + s.band_dev[s.cell]
-    precision = 1.0 / (noise_var + s.var_total[s.cell])
+    """Apparent ages: each vote, less its rater's bias as the rater's OTHER votes show it, counts
+    with the precision of its noise plus what those other votes leave unknown of the bias (a
+    player's first vote: the whole prior)."""
+    total_bias = s.bias[v.rater] + s.band_dev[s.cell]
+    offset, bias_var = _cavity(total_bias, s.var_total[s.cell], s.rater_msg_precision, s.rater_msg_value)
+    precision = 1.0 / (noise_var + bias_var)
     total = np.bincount(v.photo, weights=precision, minlength=v.n_photos)
     num = np.bincount(v.photo, weights=precision * (v.age - offset), minlength=v.n_photos)
     voted = total > 0
@@ -230,18 +255,22 @@ def _photo_step(s: _State, v: VoteArrays, noise_var: np.ndarray) -> None:
         s.var_mu = np.where(voted, 1.0 / total, np.inf)
     s.mu[v.is_gold] = v.gold[v.is_gold]
     s.var_mu[v.is_gold] = 0.0
+    s.photo_msg_precision, s.photo_msg_value = precision, v.age - offset
 
 
 def _rater_steps(s: _State, v: VoteArrays, noise_var: np.ndarray) -> None:
-    """Bias and band deviations of every rater, solved jointly (exactly, per rater).
+    """Bias and band deviations of every rater, solved jointly (exactly, per rater), each vote
+    measured against its photo's age as the photo's OTHER votes show it (a photo's only vote says
+    nothing about its rater's bias).
 
     Per (rater, band) cell with vote precision P and precision-weighted residual sum G, the
     deviation given the bias is d = (G - P b) / (P + 1/tau_band^2); profiling it out leaves b with
     precision sum(P / (1 + P tau_band^2)) + 1/tau_bias^2.  Alternating b and d instead converges
     very slowly (only their sum is pinned down by the votes of a cell).
     """
-    precision = 1.0 / (noise_var + s.var_mu[v.photo])
-    resid = v.age - s.mu[v.photo]
+    mu, var_mu = _cavity(s.mu[v.photo], s.var_mu[v.photo], s.photo_msg_precision, s.photo_msg_value)
+    precision = 1.0 / (noise_var + var_mu)
+    resid = np.where(precision > 0, v.age - mu, 0.0)
     n_cells = s.cell_n.size
     p_cell = np.bincount(s.cell, weights=precision, minlength=n_cells)
     g_cell = np.bincount(s.cell, weights=precision * resid, minlength=n_cells)
@@ -256,6 +285,7 @@ def _rater_steps(s: _State, v: VoteArrays, noise_var: np.ndarray) -> None:
     # Marginal variances (b integrated out): of the deviation, and of the cell's total bias b + d.
     s.var_band_dev = 1.0 / (p_cell + lam_d) + (1.0 - shrink) ** 2 * var_b_cell
     s.var_total = 1.0 / (p_cell + lam_d) + shrink ** 2 * var_b_cell
+    s.rater_msg_precision, s.rater_msg_value = precision, resid
 
 
 def _center(s: _State, v: VoteArrays, spammer_noise: float) -> None:
@@ -283,31 +313,44 @@ def _center(s: _State, v: VoteArrays, spammer_noise: float) -> None:
     s.band_dev = dev.reshape(-1)
 
 
-def _expected_resid2(s: _State, v: VoteArrays) -> np.ndarray:
-    """E[(vote - mu - bias)^2] under the current posteriors of mu and the bias."""
+def _residuals(s: _State, v: VoteArrays) -> tuple[np.ndarray, np.ndarray]:
+    """Squared residuals (vote - mu - bias)^2 and each vote's free share 1 - leverage.
+
+    A vote pulls its photo's estimate and its rater's bias toward itself, so its residual is
+    smaller than its noise by its leverage (its precision x the posterior variance, on the photo
+    and on the rater's bias): a photo's only vote has residual 0 and says nothing about noise.
+    Counting ``1 - leverage`` degrees of freedom per vote keeps the noise estimate unbiased (the
+    REML idea); counting whole votes would shrink it.
+    """
     offset = s.bias[v.rater] + s.band_dev[s.cell]
-    return (v.age - s.mu[v.photo] - offset) ** 2 + s.var_mu[v.photo] + s.var_total[s.cell]
+    resid2 = (v.age - s.mu[v.photo] - offset) ** 2
+    leverage = s.photo_msg_precision * s.var_mu[v.photo] + s.rater_msg_precision * s.var_total[s.cell]
+    free = np.clip(1.0 - np.nan_to_num(leverage, nan=1.0), 1e-6, 1.0)
+    return resid2, free
 
 
-def _update_weights(s: _State, v: VoteArrays, resid2: np.ndarray, t_dof: float) -> None:
-    """The Student-t E-step: a vote far out for its rater's noise counts less."""
+def _update_weights(s: _State, v: VoteArrays, resid2: np.ndarray, free: np.ndarray, t_dof: float) -> None:
+    """The Student-t E-step on studentised residuals: a vote far out for its rater's noise counts less."""
     if math.isfinite(t_dof):
-        s.weight = (t_dof + 1.0) / (t_dof + resid2 * s.precision[v.rater] / s.h2[s.vote_noise_band])
+        scale2 = s.h2[s.vote_noise_band] / s.precision[v.rater]
+        s.weight = (t_dof + 1.0) / (t_dof + resid2 / (scale2 * free))
 
 
 def _noise_steps(s: _State, v: VoteArrays, opts: RaterModelOptions) -> None:
-    resid2 = _expected_resid2(s, v)
-    _update_weights(s, v, resid2, opts.t_dof)
+    resid2, free = _residuals(s, v)
+    _update_weights(s, v, resid2, free, opts.t_dof)
     scaled = s.weight * resid2
     sum_sq = np.bincount(v.rater, weights=scaled / s.h2[s.vote_noise_band], minlength=v.n_raters)
+    dof = np.bincount(v.rater, weights=free, minlength=v.n_raters)
     active = s.rater_n > 0
-    s.shape, s.rate = fit_noise_prior(s.rater_n[active], sum_sq[active], (s.shape, s.rate))
-    s.precision = np.minimum((s.shape + s.rater_n / 2.0) / (s.rate + sum_sq / 2.0), 1.0 / opts.min_noise ** 2)
+    s.shape, s.rate = fit_noise_prior(dof[active], sum_sq[active], (s.shape, s.rate))
+    s.precision = np.minimum((s.shape + dof / 2.0) / (s.rate + sum_sq / 2.0), 1.0 / opts.min_noise ** 2)
+    s.dof = dof
     if s.h2.size > 1:
-        counts = s.noise_band_n
+        band_dof = np.bincount(s.vote_noise_band, weights=free, minlength=s.h2.size)
         per_band = np.bincount(s.vote_noise_band, weights=scaled * s.precision[v.rater], minlength=s.h2.size)
-        h2 = np.maximum(np.where(counts > 0, per_band / np.maximum(counts, 1), 1.0), 1e-6)
-        s.h2 = h2 / math.exp(np.sum(counts * np.log(h2)) / max(counts.sum(), 1))
+        h2 = np.maximum(np.where(band_dof > 0.5, per_band / np.maximum(band_dof, 1e-9), 1.0), 1e-6)
+        s.h2 = h2 / math.exp(np.sum(band_dof * np.log(h2)) / max(band_dof.sum(), 1e-9))
     min_tau2 = opts.min_tau ** 2
     if active.any():
         s.tau_b2 = max(float(np.mean(s.bias[active] ** 2 + s.var_bias[active])), min_tau2)
@@ -347,7 +390,9 @@ def fit_raters(photo, rater, age, *, n_photos: int | None = None, n_raters: int 
         # iteration does not start from "every vote counts fully" and undo the warm start.
         _rater_steps(s, v, t_info * s.h2[s.vote_noise_band] / s.precision[v.rater])
         _center(s, v, options.spammer_noise)
-        _update_weights(s, v, _expected_resid2(s, v), options.t_dof)
+        first_var = t_info * s.h2[s.vote_noise_band] / s.precision[v.rater]
+        _photo_step(s, v, first_var)
+        _update_weights(s, v, *_residuals(s, v), options.t_dof)
     converged, iterations = v.age.size == 0, 0
     while not converged and iterations < options.max_iter:
         iterations += 1
@@ -370,7 +415,7 @@ def _result(s: _State, v: VoteArrays, bands: tuple[np.ndarray, np.ndarray], opts
             converged: bool) -> RaterFit:
     k = s.n_bands
     dev = s.band_dev.reshape(v.n_raters, k)
-    post_shape = s.shape + s.rater_n / 2.0
+    post_shape = s.shape + s.dof / 2.0
     noise = 1.0 / np.sqrt(s.precision)
     band_bias = s.bias[:, None] + dev
     band_var = s.var_total.reshape(v.n_raters, k)

@@ -71,11 +71,12 @@ def _neg_log_marginal(log_params: np.ndarray, n: np.ndarray, s: np.ndarray) -> t
 def fit_noise_prior(n_votes: np.ndarray, sum_sq: np.ndarray, start: tuple[float, float]) -> tuple[float, float]:
     """(shape, rate) of the Gamma prior on the raters' noise precision, by marginal likelihood.
 
-    ``n_votes`` and ``sum_sq`` hold one entry per rater that has votes.  Falls back to ``start``
-    when there is too little to fit (fewer than two raters with two votes or more).
+    ``n_votes`` (degrees of freedom: votes less their leverage, so not whole numbers) and
+    ``sum_sq`` hold one entry per rater that has votes.  Falls back to ``start`` when there is too
+    little to fit (fewer than two raters with a degree of freedom or more).
     """
-    use = n_votes >= 1
-    if np.count_nonzero(n_votes >= 2) < 2:
+    use = n_votes > 0.05
+    if np.count_nonzero(n_votes >= 1) < 2:
         return start
     n, s = n_votes[use].astype(float), np.maximum(sum_sq[use], 1e-9)
     bounds = [(np.log(MIN_SHAPE), np.log(MAX_SHAPE)), (np.log(1e-6), np.log(1e9))]

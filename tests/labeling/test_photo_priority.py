@@ -33,6 +33,8 @@ def test_value_is_the_reduction_of_the_squared_error():
 def test_a_model_that_disagrees_raises_the_value_and_averages_out():
     assert vote_value(1.0, 16.0, model_gap=12.0) > vote_value(1.0, 16.0, model_gap=0.0)
     assert vote_value(1.0, 16.0, model_gap=np.nan) == vote_value(1.0, 16.0)
+    # A model that agrees never makes a vote worth less than without it (nor worthless).
+    assert vote_value(7.7, 108.0, model_gap=1.2) == vote_value(7.7, 108.0) > 0
     # If the model and the crowd are as uncertain as they say, the expected squared error given the
     # gap averages to se^2 (the gap is N(0, se^2 + model_sd^2)).
     se, sd = 1.5, 6.0
