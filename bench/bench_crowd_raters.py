@@ -310,8 +310,9 @@ def main():
     ap.add_argument("--no-scale", action="store_true")
     args = ap.parse_args()
     print(f"# bench_crowd_raters: {' '.join(sys.argv[1:]) or '(defaults)'}")
-    print(f"machine: {os.cpu_count()} cores ({cpu_model()}), load average {os.getloadavg()[0]:.1f} at start; "
-          f"numpy {np.__version__}")
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    print(f"machine: {os.cpu_count()} cores ({cpu_model()}), {ram:.0f} GiB RAM, load average {os.getloadavg()[0]:.1f} "
+          f"at start; Python {sys.version.split()[0]}, numpy {np.__version__}")
     print(f"rater model options: {OPTIONS}")
     if not args.scale_only:
         world = make_world(args.photos, args.raters, args.seed, args.model_sd)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 class State:
     """Arrays the iterations update in place."""
 
-    def __init__(self, v: VoteArrays, opts: RaterModelOptions, band: np.ndarray, noise_band: np.ndarray, warm: WarmStart):
+    def __init__(self, v: VoteArrays, opts: RaterModelOptions, band: np.ndarray, noise_band: np.ndarray, warm: WarmStart,
+                 t_info: float):
         n_bands, n_noise = len(opts.band_edges) + 1, len(opts.noise_band_edges) + 1
         self.n_bands = n_bands
         self.vote_band = band[v.photo]
@@ -42,8 +43,8 @@ class State:
         self.rate = pop.noise_rate if pop else self.shape * opts.start_noise ** 2
         self.h2 = np.asarray(pop.band_noise, float) ** 2 if pop else np.ones(n_noise)
         self.precision = np.full(v.n_raters, self.shape / self.rate)
-        known = np.isfinite(v.init_noise)
-        self.precision[known] = 1.0 / np.maximum(v.init_noise[known], opts.min_noise) ** 2
+        known = np.isfinite(v.init_noise)  # a previous fit's noise, Gaussian-equivalent: back to the t scale
+        self.precision[known] = t_info / np.maximum(v.init_noise[known], opts.min_noise) ** 2
         self.weight = np.ones(v.age.size)
         self.dof = np.zeros(v.n_raters)
         # Each vote's last message to its photo and to its rater's bias (precision, value pointed

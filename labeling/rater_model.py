@@ -80,7 +80,7 @@ class RaterPopulation:
 
     @property
     def prior_noise(self) -> float:
-        """The noise a rater without votes is assumed to have (face of band factor 1)."""
+        """The noise (t scale) a rater without votes is assumed to have (face of band factor 1)."""
         return math.sqrt(self.noise_rate / self.noise_shape)
 
     def to_dict(self) -> dict:
@@ -97,8 +97,8 @@ class RaterPopulation:
 class WarmStart:
     """Where the iterations begin (a previous fit, e.g. read back from the database); NaN = unknown.
 
-    Per photo: ``estimate`` and ``se``; per rater: ``noise``.  A warm start changes how many
-    iterations the fit takes, not where it ends (up to the tolerance).
+    Per photo: ``estimate`` and ``se``; per rater: ``noise`` (as ``RaterFit.noise``).  A warm start
+    changes how many iterations the fit takes, not where it ends (up to the tolerance).
     """
 
     estimate: np.ndarray | None = None
@@ -120,7 +120,9 @@ class RaterFit:
     bias_se: np.ndarray  # (the vote-weighted mean of band_bias and of its variance)
     band_bias: np.ndarray  # (raters, bands): bias on faces of that band, overall bias included
     band_bias_se: np.ndarray
-    noise: np.ndarray  # SD of a vote around (mu + bias) on a face of band factor 1
+    # The spread of the rater's votes around (mu + bias) on a face of band factor 1, as the SD of a
+    # normal that weighs as much (the t scale x sqrt(t_information)): "your guesses scatter by +-X".
+    noise: np.ndarray
     noise_se: np.ndarray
     rater_votes: np.ndarray
     rater_band_votes: np.ndarray
@@ -151,7 +153,7 @@ class RaterFit:
         pop = self.population
         h2 = np.asarray(pop.band_noise)[noise_band] ** 2
         t_info = t_information(self.t_dof)
-        noise_var = t_info * h2 * np.where(known, self.noise[r] ** 2, pop.prior_noise ** 2)
+        noise_var = h2 * np.where(known, self.noise[r] ** 2, t_info * pop.prior_noise ** 2)
         bias_var = np.where(known, self.band_bias_se[r, band] ** 2, pop.tau_bias ** 2 + pop.tau_band ** 2)
         offset = np.where(known, self.band_bias[r, band], 0.0)
         return offset, noise_var, bias_var
@@ -188,9 +190,9 @@ def fit_raters(photo, rater, age, *, n_photos: int | None = None, n_raters: int 
     v = validate(photo, rater, age, n_photos=n_photos, n_raters=n_raters, band_age=band_age, gold=gold,
                  init_estimate=warm.estimate, init_se=warm.se, init_noise=warm.noise)
     band, noise_band, cleaned = em.bands(v, options)
-    s = em.State(v, options, band, noise_band, warm)
-    em.start(v, s, cleaned)
     t_info = t_information(options.t_dof)
+    s = em.State(v, options, band, noise_band, warm, t_info)
+    em.start(v, s, cleaned)
     if warm.estimate is not None and v.age.size:
         # The votes' weights are not part of a warm start: derive them from it, so that the first
         # iteration does not start from "every vote counts fully" and undo the warm start.
@@ -222,7 +224,7 @@ def _result(s: em.State, v: VoteArrays, bands: tuple[np.ndarray, np.ndarray], op
     k = s.n_bands
     dev = s.band_dev.reshape(v.n_raters, k)
     post_shape = s.shape + s.dof / 2.0
-    noise = 1.0 / np.sqrt(s.precision)
+    noise = np.sqrt(t_information(opts.t_dof) / s.precision)
     band_bias = s.bias[:, None] + dev
     band_var = s.var_total.reshape(v.n_raters, k)
     # The overall bias a player is told: over the faces they voted on (the model's rater-level
