@@ -85,15 +85,23 @@ def bands(v: VoteArrays, opts: RaterModelOptions) -> tuple[np.ndarray, np.ndarra
 def cavity(mean, var, msg_precision, msg_value):
     """A Gaussian posterior (mean, var) without one vote's message (its precision and the value it
     pointed at): what the rest of the data say.  Variance inf when that vote was all there was;
-    a fixed quantity (var 0, a gold photo) stays fixed."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        post_precision = 1.0 / var
+    a fixed quantity (var 0, a gold photo) stays fixed.  (In place where it can: it runs over
+    every vote twice per iteration.)"""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        post_precision = 1.0 / var  # inf for a fixed quantity, 0 for an unknown one
         cav_precision = post_precision - msg_precision
-        informed = np.isfinite(post_precision) & (cav_precision > 1e-9 * post_precision)
-        cav_mean = np.where(informed, (mean * post_precision - msg_precision * msg_value) / cav_precision, mean)
-        cav_var = np.where(informed, 1.0 / cav_precision, np.inf)
+        informed = cav_precision > 1e-9 * post_precision
+        cav_mean = mean * post_precision
+        cav_mean -= msg_precision * msg_value
+        cav_mean /= cav_precision
+        np.copyto(cav_mean, mean, where=~informed)
+        cav_var = np.divide(1.0, cav_precision, out=cav_precision)
+        cav_var[~informed] = np.inf
     fixed = var == 0
-    return np.where(fixed, mean, cav_mean), np.where(fixed, 0.0, cav_var)
+    if fixed.any():
+        cav_mean[fixed] = mean[fixed]
+        cav_var[fixed] = 0.0
+    return cav_mean, cav_var
 
 
 def photo_step(s: State, v: VoteArrays, noise_var: np.ndarray) -> None:

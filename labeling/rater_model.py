@@ -5,29 +5,31 @@ human (and simulated or imported, never model) votes from PostgreSQL and writes 
 
 The model (a Gaussian rater model in the spirit of Raykar et al. 2010, made robust):
 
-    vote = mu[photo] + bias[rater] + band_bias[rater, band(photo)] + noise[rater] x h[band] x e
+    vote = mu[photo] + bias[rater] + band_bias[rater, band(face)] + noise[rater] x h[noise band(face)] x e
 
 * ``mu`` is the photo's apparent age (flat prior: the label comes from the votes only).
 * ``bias ~ N(0, tau_bias^2)`` and the per-age-band deviation ``band_bias ~ N(0, tau_band^2)`` shrink
-  a rater with few votes to the population; a face's band is from its real age if the caller
+  a rater with few votes to the population; a face's bands come from its real age if the caller
   passes it, else from the consensus rule's cleaned mean of its votes.
 * ``1 / noise^2 ~ Gamma(shape, rate)``: the population prior on noise, fitted by marginal likelihood
-  (``labeling.rater_priors``); ``h`` is how much noisier every rater is on a band (old faces are
-  harder), normalised to a geometric mean of 1 over the votes.
+  (``labeling.rater_priors``); ``h`` is how much noisier every rater is on faces of a noise band
+  (finer than the bias bands; old faces are harder, toddlers easy), geometric mean 1 over the votes.
 * ``e`` is Student-t (``t_dof``, a normal scale mixture): each vote gets an EM weight, so a single
   wild guess counts little, and a spammer who guesses at random gets a large noise and a tiny weight.
-* Identifiability: after every iteration the mean bias over raters is 0, and within every age band
-  the mean total bias of the raters who voted there is 0 (the photos of that band absorb the
-  shift).  So ``mu`` keeps meaning "the crowd's mean impression", not "what the heaviest voters say".
+* Identifiability: after every iteration, within every bias band the mean total bias of the raters
+  who voted there is 0, and so is the mean of the raters' anchor biases (the photos absorb the
+  shift; random guessers, noise > ``spammer_noise``, are left out of the means).  So ``mu`` keeps
+  meaning "the crowd's mean impression", not "what the heaviest voters say".
 * Gold photos have ``mu`` fixed at their reference label: votes on them pin raters' biases down
   without the photo's own uncertainty in the way.
 
-The estimates are conditional posterior means / SDs of an alternating (EM / MAP) scheme: ``mu`` and
-the rater effects are alternated, every step uses the other's current posterior variance, and the
-hyperparameters are re-estimated each iteration (empirical Bayes).  A photo's standard error is the
-posterior SD of ``mu`` given the rater parameters: each vote counts with precision
-``1 / (noise^2 h^2 / weight + var(bias) + var(band_bias))``, so a new rater's vote, whose bias is
-still unknown, is worth less than a known rater's.
+The estimates are conditional posterior means / SDs of an alternating (EM / MAP) scheme
+(``labeling.rater_em``): photos and rater effects are alternated, each side seeing the other
+without the vote at hand, and the hyperparameters are re-estimated each iteration (empirical
+Bayes).  A photo's standard error is the posterior SD of ``mu`` given the rater parameters: each
+vote counts with precision ``1 / (t_information x scale^2 h^2 / weight + var(bias))``, where
+``var(bias)`` is what the rater's other votes leave unknown of their bias on that band, so a new
+rater's vote is worth less than a known rater's.
 
 Deterministic (no randomness; the same input gives the same output).  A warm start (previous
 estimates) changes only where the iterations begin.
