@@ -242,7 +242,7 @@ def compare(world: World, args, target_se: float) -> dict:
     print(row(f"(d) {k} votes each, cleaned mean", k, plain_k, truth))
     print(row(f"(d) {k} votes each, rater model", k, fit_k.estimate, truth))
     print(f"\nSanity: the real age as a predictor of (a)'s labels, MAE {errors(world.real, plain)['mae']:.3f} "
-          f"(APPA-REAL's labels: 4.573, the paper's figure)")
+          f"(the paper's figure for APPA-REAL: 4.573)")
     z = (act.label - truth) / act.se
     saved = 1 - n_b / args.fixed_votes
     print(f"\n(b) spent {act.total_votes} votes ({n_b:.2f}/photo, {saved:.1%} fewer than (a)); {act.refits} EM fits "
