@@ -30,6 +30,8 @@ REAL_RESIDUAL = Stage("real_residual", "residual", "real", "real", "Real + Resid
                       refinement=True)
 SVR = Stage("apparent_svr", "svr", "real", "real", "Apparent DEX + SVR", parent="apparent_dex")
 
+STAGES = {s.key: s for s in (APPARENT, RESIDUAL, REAL, REAL_RESIDUAL, SVR)}
+
 TARGETS = {
     "apparent": (APPARENT,),
     "real": (REAL, REAL_RESIDUAL),

@@ -46,11 +46,12 @@ def json_safe(value):
 
 def register_version(run: TrainingRun, stage: Stage, path: Path, metrics: dict, parent: ModelVersion | None,
                      fingerprint: str) -> ModelVersion:
-    """The model version of one stage of a run (once per run and kind: a resumed run updates it)."""
+    """The model version of one stage of a run (once per run and stage: a resumed run updates it;
+    a run may have two residual stages, told apart by their names)."""
     relative = str(path.resolve().relative_to(Path(settings.PRIVATE_ROOT).resolve()))
     version, _ = ModelVersion.objects.update_or_create(
-        run=run, kind=stage.kind,
-        defaults={"role": stage.role, "name": stage.name, "file": relative, "metrics": json_safe(metrics),
+        run=run, kind=stage.kind, name=stage.name,
+        defaults={"role": stage.role, "file": relative, "metrics": json_safe(metrics),
                   "parent": parent, "test_split_fingerprint": fingerprint},
     )
     return version

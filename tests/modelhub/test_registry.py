@@ -178,7 +178,9 @@ def test_oom_and_time_limit_fail_the_run_with_a_clear_error(tmp_path, monkeypatc
     def boom(config, **kwargs):
         raise SoftTimeLimitExceeded() if error == "soft" else error
 
-    monkeypatch.setattr(training, "train", boom)
+    from modeling import plan_runner
+
+    monkeypatch.setattr(plan_runner, "train", boom)
     data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
     run = runs.request_training(dataset_dir=data, target="apparent", **TINY)
     assert training.run_training(run.pk) == RunStatus.FAILED

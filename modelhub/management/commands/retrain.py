@@ -1,42 +1,89 @@
 """Ask for a training run from the command line (the same path as the Retrain button)."""
 import json
+import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connection
 
 from modelhub.models import TrainingRun
+from modelhub.services.run_settings import RECIPE_CHOICES
 from modelhub.services.runs import TrainingRefused, request_training
 from modelhub.services.training import run_training
 
 
+def watch_progress(stream, stop: threading.Event) -> threading.Thread:
+    """A terminal progress bar of the newest open run, read from the database every half second
+    (the run itself trains in the foreground)."""
+    from tqdm import tqdm
+
+    def loop():
+        bar = tqdm(total=100, file=stream, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {desc}",
+                   dynamic_ncols=True)
+        try:
+            while not stop.is_set():
+                try:
+                    row = (TrainingRun.objects.filter(status__in=["queued", "running"]).order_by("-pk")
+                           .values("progress", "stage").first())
+                except OperationalError:  # SQLite busy while the trainer writes: next time
+                    row = None
+                if row:
+                    bar.n = round(row["progress"] * 100, 1)
+                    bar.set_description_str((row["stage"] or "")[:40], refresh=False)
+                    bar.refresh()
+                stop.wait(0.5)
+            bar.n = 100
+            bar.refresh()
+        finally:
+            bar.close()
+            connection.close()
+
+    thread = threading.Thread(target=loop, name="retrain-progress", daemon=True)
+    thread.start()
+    return thread
+
+
 class Command(BaseCommand):
-    help = "Queue (or, with --inline, run here) a training run on an export or a dataset folder."
+    help = ("Queue (or, with --inline or no broker, run here) a training run on an export or a dataset folder, "
+            "with a recipe (default: MODELING_DEFAULT_RECIPE, 'auto') or the custom recipe's single-net settings.")
 
     def add_arguments(self, parser):
         parser.add_argument("--export", default="latest", help="'latest', 'now' or an export id")
         parser.add_argument("--data", help="a dataset folder in the APPA-REAL layout instead of an export")
+        parser.add_argument("--recipe", default=None, choices=RECIPE_CHOICES,
+                            help="default: MODELING_DEFAULT_RECIPE, or custom when a single-net setting is given")
         parser.add_argument("--target", default="full", choices=["full", "apparent", "real"])
-        parser.add_argument("--backbone", default=None)
-        parser.add_argument("--max-minutes", type=float, default=None)
-        parser.add_argument("--epochs", type=int, default=None)
-        parser.add_argument("--image-size", type=int, default=None)
-        parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument("--max-minutes", type=float, default=None, help="budget (default: the recipe's)")
+        parser.add_argument("--backbone", default=None, help="custom recipe")
+        parser.add_argument("--epochs", type=int, default=None, help="custom recipe")
+        parser.add_argument("--image-size", type=int, default=None, help="custom recipe")
+        parser.add_argument("--batch-size", type=int, default=None, help="custom recipe")
         parser.add_argument("--inline", action="store_true", help="train in this process instead of queueing")
+        parser.add_argument("--progress", action="store_true", help="a progress bar while it trains here")
 
     def handle(self, *args, **o):
-        options = {k: v for k, v in {"export": o["export"], "target": o["target"], "backbone": o["backbone"],
-                                     "max_minutes": o["max_minutes"], "epochs": o["epochs"],
-                                     "image_size": o["image_size"], "batch_size": o["batch_size"]}.items()
+        options = {k: v for k, v in {"export": o["export"], "recipe": o["recipe"], "target": o["target"],
+                                     "backbone": o["backbone"], "max_minutes": o["max_minutes"],
+                                     "epochs": o["epochs"], "image_size": o["image_size"],
+                                     "batch_size": o["batch_size"]}.items()
                    if v is not None}
         # A command has no server around it to keep a background thread alive: with no broker (or
         # with --inline) the run happens here, in the foreground.
         settings.MODELING_TRAIN_IN_THREAD = False
+        stop = threading.Event()
+        watcher = watch_progress(self.stderr, stop) if o["progress"] else None
         try:
             run = request_training(dataset_dir=o["data"], **options)
+            if o["inline"] and TrainingRun.objects.get(pk=run.pk).status == "queued":
+                run_training(run.pk)
         except TrainingRefused as exc:
             raise CommandError(exc.message) from None
-        if o["inline"] and TrainingRun.objects.get(pk=run.pk).status == "queued":
-            run_training(run.pk)
+        finally:
+            stop.set()
+            if watcher:
+                watcher.join(timeout=5)
+                time.sleep(0.1)
         run.refresh_from_db()
-        self.stdout.write(json.dumps({"run": run.pk, "status": run.status, "promotion": run.promotion,
-                                      "error": run.error}, indent=2))
+        self.stdout.write(json.dumps({"run": run.pk, "status": run.status, "recipe": run.plan.get("recipe"),
+                                      "promotion": run.promotion, "error": run.error}, indent=2))
