@@ -102,13 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_argv(cfg: TrainConfig) -> list[str]:
+def config_argv(cfg: TrainConfig, only=None) -> list[str]:
     """The command-line arguments that give ``cfg`` back (what a launcher passes to torchrun):
-    ``TrainConfig(**vars(build_parser().parse_args(config_argv(cfg)))) == cfg``."""
+    ``TrainConfig(**vars(build_parser().parse_args(config_argv(cfg)))) == cfg``. With ``only`` (a
+    set of settings), just those (e.g. a recipe's, for a readable command)."""
     argv = []
     values = cfg.to_dict()
     for action in build_parser()._actions:
-        if action.dest not in values or not action.option_strings:
+        if action.dest not in values or not action.option_strings or (only is not None and action.dest not in only):
             continue
         value, flag = values[action.dest], action.option_strings[0]
         if isinstance(action, argparse._StoreTrueAction):
