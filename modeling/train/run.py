@@ -60,6 +60,9 @@ def _device(cfg: TrainConfig, group: ddp.Group) -> torch.device:
     """The training device; under torchrun on CUDA, this process's GPU (``cuda:LOCAL_RANK``)."""
     device = resolve_device(cfg.device)
     if group.active and device.type == "cuda":
+        if group.local_rank >= torch.cuda.device_count():
+            raise TrainingError(f"torchrun started more processes on this machine than there are GPUs "
+                                f"({torch.cuda.device_count()} visible): one GPU per process")
         device = torch.device("cuda", group.local_rank)
         torch.cuda.set_device(device)
     return device
