@@ -14,6 +14,7 @@ import time
 from django.utils import timezone
 
 from modelhub.models import TrainingRun
+from modelhub.services.promotion import json_safe
 from modelhub.services.runs import append_log
 from modeling.plan import Plan, Step
 from modeling.plan_runner import PlanListener
@@ -48,7 +49,7 @@ class RunProgress(PlanListener):
         return round(min(0.99, done / sum(weights.values())), 4)
 
     def plan_json(self) -> dict:
-        return {**self.plan.to_dict(), "state": self.state}
+        return json_safe({**self.plan.to_dict(), "state": self.state})  # (jsonb refuses NaN)
 
     def write(self, **fields) -> None:
         fields.setdefault("heartbeat_at", timezone.now())
