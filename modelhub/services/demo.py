@@ -49,7 +49,7 @@ class DemoFailed(Exception):
 class DemoOptions:
     source: str = "auto"          # auto (UTKFace when present, else the fixtures) | fixtures | a folder (UTKFace names)
     faces: int = 300
-    recipe: str | None = None     # default: cpu-30min on UTKFace, smoke on the fixtures
+    recipe: str | None = None     # default: cpu-demo on UTKFace, smoke on the fixtures
     max_minutes: float = 3.0
     target: str = "full"
     seed: int = 0
@@ -133,7 +133,7 @@ def train_model(options: DemoOptions, export: DatasetExport, report: DemoReport)
     run = open_run()
     if run is None:
         kind, _ = _source(options)
-        recipe = options.recipe or ("cpu-30min" if kind == "utkface" else "smoke")
+        recipe = options.recipe or ("cpu-demo" if kind == "utkface" else "smoke")
         run = request_training(export=export.pk, recipe=recipe, target=options.target, max_minutes=options.max_minutes)
     run.refresh_from_db()
     if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # queued (a broker) or left by a killed demo

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--source", default="auto", help="auto | fixtures | a folder of UTKFace-named faces")
         parser.add_argument("--faces", type=int, default=300, help="how many UTKFace faces (default 300)")
         parser.add_argument("--recipe", choices=RECIPE_CHOICES, default=None,
-                            help="default: cpu-30min on UTKFace faces, smoke on the fixtures")
+                            help="default: cpu-demo on UTKFace faces, smoke on the fixtures")
         parser.add_argument("--max-minutes", type=float, default=3.0, help="the training budget (default 3)")
         parser.add_argument("--target", choices=["full", "apparent", "real"], default="full")
         parser.add_argument("--seed", type=int, default=0)
