@@ -102,13 +102,19 @@ def _since(iso: str | None, now) -> float | None:
         return None
 
 
-def step_rows(plan: dict, now) -> list[dict]:
-    """Every step of a run's plan with its status, progress (%), epoch, valid MAE, elapsed and ETA."""
+def step_rows(plan: dict, now, running: bool = True) -> list[dict]:
+    """Every step of a run's plan with its status, progress (%), epoch, valid MAE, elapsed and ETA
+    (while the run is running)."""
     rows = []
     for step in plan.get("steps", []):
         st = plan.get("state", {}).get(step["key"], {})
         status = st.get("status", "pending")
+        if status == "running" and not running:  # a worker died with it: the run says what happened
+            status = "interrupted"
         elapsed = st.get("wall_seconds") if status == "done" else _since(st.get("started_at"), now)
+        if status in ("failed", "cancelled", "interrupted"):
+            elapsed = _since(st.get("started_at"), datetime.fromisoformat(st["finished_at"])) if st.get(
+                "finished_at") else None
         progress = float(st.get("progress", 0.0))
         eta = 0.0 if status == "done" else remaining_seconds(progress, elapsed) if status == "running" else None
         rows.append({"key": step["key"], "title": step["title"], "kind": step["kind"], "stage": step.get("stage"),
@@ -130,7 +136,7 @@ def plan_payload(run: TrainingRun) -> dict | None:
     elapsed = _since(run.started_at.isoformat() if run.started_at else None, now) if running else None
     return {"recipe": plan.get("recipe"), "title": plan.get("recipe_info", {}).get("title", ""),
             "why": plan.get("why", ""), "level": plan.get("level", ""), "target": plan.get("target"),
-            "budget_minutes": plan.get("budget_minutes"), "steps": step_rows(plan, now),
+            "budget_minutes": plan.get("budget_minutes"), "steps": step_rows(plan, now, running),
             "elapsed_s": None if elapsed is None else round(elapsed, 1),
             "eta_s": remaining_seconds(run.progress, elapsed) if running else None}
 

@@ -84,6 +84,12 @@ class RunProgress(PlanListener):
             append_log(self.run_id, f"{step.title}: done" + (f" ({metrics['status']})" if metrics.get("status") else "")
                        + (f", test {step.target} MAE {mae:.3f}" if mae is not None else ""))
 
+    def step_ended_early(self, status: str) -> None:
+        """The step in hand did not finish: "failed" or "cancelled" (shown as such on the run page)."""
+        if self.step is not None and self.state.get(self.step.key, {}).get("status") == "running":
+            self.state[self.step.key].update(status=status, finished_at=_now())
+            self.write()
+
     # -- the training core's callback for the step in hand
 
     def __call__(self, record: dict) -> None:

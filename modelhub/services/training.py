@@ -192,8 +192,8 @@ def _train_run(run: TrainingRun) -> None:
     plan = run_plan_of(run, gpus, processes)
     device = ("cuda" if gpus else "cpu") + (f" x {processes} processes" if processes > 1 else "")
     TrainingRun.objects.filter(pk=run.pk).update(device=device)
-    append_log(run.pk, f"recipe {plan.recipe} ({plan.why}); budget {plan.budget_minutes:g} min; "
-               f"{plan.level}: {len(plan.steps)} steps")
+    budget = "none" if plan.budget_minutes is None else f"{plan.budget_minutes:g} min"
+    append_log(run.pk, f"recipe {plan.recipe} ({plan.why}); budget {budget}; {plan.level}: {len(plan.steps)} steps")
     runner_settings = RunnerSettings(data=data_dir, root=str(root), device=settings.MODELING_TRAIN_DEVICE,
                                      threads=settings.MODELING_TORCH_THREADS, processes=processes,
                                      extra={"skip_bad": True})
@@ -202,7 +202,11 @@ def _train_run(run: TrainingRun) -> None:
     try:
         run_plan(plan, runner_settings, recorder)
     except PlanStopped:
+        recorder.step_ended_early("cancelled")
         raise RunCancelled() from None
+    except Exception:
+        recorder.step_ended_early("failed")
+        raise
 
     versions = [recorder.versions[s.stage] for s in plan.stage_steps()]
     TrainingRun.objects.filter(pk=run.pk).update(stage="Tables II/III", progress=0.99)

@@ -186,6 +186,7 @@ def test_oom_and_time_limit_fail_the_run_with_a_clear_error(tmp_path, monkeypatc
     assert training.run_training(run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert expected in run.error and not ModelVersion.objects.exists()
+    assert run.plan["state"]["apparent_dex"]["status"] == "failed"  # the run page says which step
 
 
 @pytest.mark.postgres
