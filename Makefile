@@ -27,6 +27,8 @@ migrate: install
 demo-admin: migrate
 	$(PY) manage.py ensure_demo_admin
 
+# Development mode is explicit: the settings default to production (DEBUG off).
+run: export DEBUG = 1
 run: demo-admin
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py runserver 127.0.0.1:8000
@@ -34,7 +36,7 @@ run: demo-admin
 # `make run` with a site that already shows the loop: faces to guess (UTKFace from ../shared/data when
 # present, else the repository's fixtures), a simulated crowd, an export, DEX trained and playing.
 # Each step is skipped when done (manage.py demo_setup); development mode is asked for explicitly.
-demo: export DEBUG := 1
+demo: export DEBUG = 1
 demo: demo-admin
 	$(PY) manage.py demo_setup
 	$(PY) manage.py collectstatic --noinput --verbosity 0
@@ -47,6 +49,7 @@ lint: install
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+worker: export DEBUG = 1
 worker: install
 	$(VENV)/bin/celery -A appareal_site worker -Q default,gpu --loglevel INFO
 

@@ -30,7 +30,9 @@ def env_float(name: str, default: float) -> float:
     return default if value in (None, "") else float(value)
 
 
-DEBUG = env_bool("DEBUG", True)
+# Production-safe unless told otherwise: `make run` and the tests turn development mode on
+# explicitly (DEBUG=1), so a deployment that forgets the variable never shows debug pages.
+DEBUG = env_bool("DEBUG", False)
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_SECRET
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
@@ -55,6 +57,7 @@ INSTALLED_APPS = [
     "labeling",
     "leaderboard",
     "modelhub",  # label "modeling" (modelhub/apps.py)
+    "privacy",
 ]
 
 # Social login: a provider is switched on only when its keys are set.
@@ -171,8 +174,13 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
-# Exports and model files live beside the media, but are never served by MEDIA_URL.
+# Originals, exports, personal-data downloads and model files live beside the media, but are never
+# served by MEDIA_URL: originals and downloads go through authenticated views.
 PRIVATE_ROOT = Path(os.environ.get("PRIVATE_ROOT", BASE_DIR / "private"))
+# Production behind nginx: those views answer with `X-Accel-Redirect: <prefix><path under
+# PRIVATE_ROOT>` and nginx sends the file from an `internal` location aliased to PRIVATE_ROOT
+# (docs/privacy.md). Empty: Django streams the file itself.
+PRIVATE_ACCEL_REDIRECT = os.environ.get("PRIVATE_ACCEL_REDIRECT", "")
 
 SITE_ID = 1
 
@@ -215,6 +223,11 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
 if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
+# `celery -A appareal_site beat` runs the privacy sweep: file deletions left over, erasures and
+# downloads a dead worker left half done, expired downloads (the same as `manage.py privacy_check --fix`).
+CELERY_BEAT_SCHEDULE = {
+    "privacy-sweep": {"task": "privacy.sweep", "schedule": env_float("PRIVACY_SWEEP_SECONDS", 600.0)},
+}
 
 # The age models (modelhub), each overridable from the environment.
 # The recipe a retrain uses unless it names one (modeling.recipes): auto (chosen by the worker's
@@ -267,6 +280,19 @@ APPAREAL = {
     "OUTLIER_FLAG_SHARE": env_float("APPAREAL_OUTLIER_FLAG_SHARE", 0.5),
     # Export.
     "EXPORT_MIN_KEPT_VOTES": env_int("APPAREAL_EXPORT_MIN_KEPT_VOTES", 10),
+    # Privacy (docs/privacy.md). Personal-data downloads: built in the request up to these sizes,
+    # else by a Celery job; deleted this many days after they are built.
+    "DATA_DOWNLOAD_INLINE_MAX_PHOTOS": env_int("APPAREAL_DATA_DOWNLOAD_INLINE_MAX_PHOTOS", 20),
+    "DATA_DOWNLOAD_INLINE_MAX_VOTES": env_int("APPAREAL_DATA_DOWNLOAD_INLINE_MAX_VOTES", 5000),
+    "DATA_DOWNLOAD_TTL_DAYS": env_float("APPAREAL_DATA_DOWNLOAD_TTL_DAYS", 7.0),
+    # How long the e-mailed link that confirms an erasure (accounts without a password) is valid.
+    "ERASURE_LINK_TTL_HOURS": env_float("APPAREAL_ERASURE_LINK_TTL_HOURS", 2.0),
+    # The sweep retries erasures and downloads untouched this long (a worker died), and files
+    # younger than the grace period are never called orphans (an upload may be writing them).
+    "PRIVACY_RETRY_AFTER_MINUTES": env_float("APPAREAL_PRIVACY_RETRY_AFTER_MINUTES", 15.0),
+    "ORPHAN_GRACE_MINUTES": env_float("APPAREAL_ORPHAN_GRACE_MINUTES", 60.0),
+    # The audit log keeps ids only, for accountability; events older than this are dropped (0: never).
+    "AUDIT_RETENTION_DAYS": env_int("APPAREAL_AUDIT_RETENTION_DAYS", 6 * 365),
 }
 
 if not DEBUG:

@@ -8,6 +8,7 @@ api_patterns = [
     path("", include("labeling.api_urls")),
     path("", include("leaderboard.api_urls")),
     path("", include("modelhub.api_urls")),
+    path("", include("privacy.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -19,7 +20,9 @@ urlpatterns = [
     path("", include("labeling.urls")),
     path("", include("leaderboard.urls")),
     path("", include("modelhub.urls")),
+    path("", include("privacy.urls")),
 ]
 
-# Development only (DEBUG): Django serves the uploaded media; in production the proxy does.
+# Development only (DEBUG): Django serves the public media (face crops); in production the proxy
+# does. Originals are not media: they live under PRIVATE_ROOT and go through privacy.views.
 urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

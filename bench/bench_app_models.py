@@ -37,7 +37,8 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     (work / "media").mkdir(parents=True)
     os.environ.update(DATABASE_URL=f"sqlite:///{work / 'db.sqlite3'}", MEDIA_ROOT=str(work / "media"),
-                      PRIVATE_ROOT=str(work / "private"), CELERY_BROKER_URL="", DJANGO_SETTINGS_MODULE="appareal_site.settings")
+                      PRIVATE_ROOT=str(work / "private"), CELERY_BROKER_URL="", DJANGO_SETTINGS_MODULE="appareal_site.settings",
+                      DEBUG=os.environ.get("DEBUG", "1"))
     sys.path.insert(0, str(ROOT))
     import django
 

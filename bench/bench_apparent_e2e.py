@@ -28,7 +28,7 @@ UTK = ROOT.parent / "shared" / "data" / "utkface" / "aligned"
 def setup_django(work: Path):
     (work / "media").mkdir(parents=True, exist_ok=True)
     os.environ.update(DATABASE_URL=f"sqlite:///{work / 'db.sqlite3'}", MEDIA_ROOT=str(work / "media"),
-                      PRIVATE_ROOT=str(work / "private"), CELERY_BROKER_URL="",
+                      PRIVATE_ROOT=str(work / "private"), CELERY_BROKER_URL="", DEBUG="1",
                       DJANGO_SETTINGS_MODULE="appareal_site.settings")
     sys.path.insert(0, str(ROOT))
     import django
@@ -64,7 +64,8 @@ def add_faces(n: int, seed: int, pipeline: bool, work: Path) -> int:
         rel = f"bench/{i:06d}.jpg"
         (media / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, media / rel)
-        photos.append(Photo(owner=owner, real_age=int(src.name.split("_")[0]), consent=True, width=200, height=200,
+        photos.append(Photo(owner=owner, real_age=int(src.name.split("_")[0]), consent=True, consent_export=True,
+                            consent_training=True, width=200, height=200,
                             image=rel, face_image=rel, face={"box": [0, 0, 200, 200], "confidence": 1.0},
                             source="import", import_key=f"utk:{src.name}", shuffle_key=random.random()))
     Photo.objects.bulk_create(photos, batch_size=500)

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/appareal_bench_ds")
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/appareal_bench_ds"))
 ENV = {**os.environ, "DATABASE_URL": DB_URL, "MEDIA_ROOT": str(WORK / "media"), "PRIVATE_ROOT": str(WORK / "private"),
-       "CELERY_BROKER_URL": "", "REDIS_URL": "", "DJANGO_SETTINGS_MODULE": "appareal_site.settings"}
+       "CELERY_BROKER_URL": "", "REDIS_URL": "", "DJANGO_SETTINGS_MODULE": "appareal_site.settings",
+       "DEBUG": os.environ.get("DEBUG", "1")}  # development settings, as before DEBUG defaulted to off
 
 
 def ensure_database():

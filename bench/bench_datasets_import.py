@@ -24,7 +24,8 @@ WILD = ROOT.parent / "shared" / "data" / "utkface" / "wild"
 DB_URL = os.environ.get("BENCH_IMPORT_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/appareal_bench_ds_import")
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/appareal_bench_ds_import"))
 ENV = {"DATABASE_URL": DB_URL, "MEDIA_ROOT": str(WORK / "media"), "PRIVATE_ROOT": str(WORK / "private"),
-       "CELERY_BROKER_URL": "", "REDIS_URL": "", "DJANGO_SETTINGS_MODULE": "appareal_site.settings"}
+       "CELERY_BROKER_URL": "", "REDIS_URL": "", "DJANGO_SETTINGS_MODULE": "appareal_site.settings",
+       "DEBUG": os.environ.get("DEBUG", "1")}  # development settings, as before DEBUG defaulted to off
 
 
 def fresh_database():

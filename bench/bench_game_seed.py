@@ -25,10 +25,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "appareal_site.settings")
+os.environ.setdefault("DEBUG", "1")  # development settings, as before DEBUG defaulted to off
 
 
 def token_for(user_id: int) -> str:
     return hashlib.sha1(f"bench-token-{user_id}".encode()).hexdigest()
+
+
+def with_defaults(model, columns: list[str]) -> tuple[list[str], tuple]:
+    """`columns` plus every other NOT NULL column of the model that has a default, and those
+    defaults (COPY does not apply Django's defaults; fields added later then need no change here)."""
+    extra = [f for f in model._meta.concrete_fields
+             if f.column not in columns and not f.null and f.has_default() and not f.primary_key]
+    values = tuple(json.dumps(v) if isinstance(v, dict | list) else v for v in (f.get_default() for f in extra))
+    return columns + [f.column for f in extra], values
 
 
 def main(argv=None):
@@ -98,11 +108,8 @@ def main(argv=None):
         ((u, password, False, f"bench{u:06d}", "", "", f"bench{u}@example.org", False, True, j) for u, j in zip(users, joined)),
     )
     reset_sequence("auth_user")
-    copy(
-        PlayerProfile._meta.db_table,
-        ["user_id", "kind", "gender", "flagged_outlier"],
-        ((u, "human", "", False) for u in users),
-    )
+    profile_columns, profile_defaults = with_defaults(PlayerProfile, ["user_id", "kind", "gender", "flagged_outlier"])
+    copy(PlayerProfile._meta.db_table, profile_columns, ((u, "human", "", False, *profile_defaults) for u in users))
     token_users = users[: args.token_players]
     copy("authtoken_token", ["key", "created", "user_id"], ((token_for(u), now, u) for u in token_users))
     print(f"players: {len(users)} ({len(token_users)} with tokens) in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -160,13 +167,13 @@ def main(argv=None):
         totals[user] += points
         week_totals[(user, week)] += points
 
-    copy(
-        Photo._meta.db_table,
+    photo_columns, photo_defaults = with_defaults(
+        Photo,
         ["id", "owner_id", "source", "import_key", "image", "width", "height", "face_image", "face", "real_age", "consent",
          "show_real_age", "status", "is_simulated", "created_at", "n_votes", "n_kept", "apparent_age", "apparent_age_std",
          "apparent_age_se", "shuffle_key", "split"],
-        photo_rows,
     )
+    copy(Photo._meta.db_table, photo_columns, (row + photo_defaults for row in photo_rows))
     reset_sequence(Photo._meta.db_table)
     print(f"photos: {len(photo_rows)} in {time.perf_counter() - t0:.1f} s", flush=True)
     copy(Vote._meta.db_table, ["id", "photo_id", "voter_id", "age", "voter_kind", "kept", "created_at"], vote_rows)

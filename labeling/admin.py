@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils.html import format_html
 
 from labeling.models import DatasetExport, Photo, PhotoReport, PhotoStatus, PlayerProfile, Vote
@@ -24,10 +25,14 @@ class ReportInline(admin.TabularInline):
 @admin.register(Photo)
 class PhotoAdmin(admin.ModelAdmin):
     list_display = ["id", "thumbnail", "owner", "real_age", "apparent_age", "n_votes", "n_kept", "status", "split", "source", "created_at"]
-    list_filter = ["status", "source", "split", "is_simulated", "consent"]
+    list_filter = ["status", "source", "split", "is_simulated", "consent", "consent_export", "consent_training"]
     search_fields = ["owner__username", "import_key"]
     raw_id_fields = ["owner", "predicted_by"]
-    readonly_fields = ["thumbnail", "n_votes", "n_kept", "apparent_age", "apparent_age_std", "apparent_age_se", "face", "width", "height"]
+    # The original is private: no file widget (it would need a public URL), a link to the
+    # authenticated view instead; consent is the owner's to change (privacy.services.consent).
+    exclude = ["image"]
+    readonly_fields = ["thumbnail", "original", "consent", "consent_export", "consent_training", "consent_changed_at",
+                       "n_votes", "n_kept", "apparent_age", "apparent_age_std", "apparent_age_se", "face", "width", "height"]
     inlines = [ReportInline]
     actions = ["hide_photos", "restore_photos"]
 
@@ -36,6 +41,12 @@ class PhotoAdmin(admin.ModelAdmin):
         if not photo.face_image:
             return ""
         return format_html('<img src="{}" width="64" height="64" alt="">', photo.face_image.url)
+
+    @admin.display(description="original")
+    def original(self, photo):
+        if not photo.image:
+            return "deleted"
+        return format_html('<a href="{}">original (private)</a>', reverse("photo_original", args=[photo.pk]))
 
     @admin.action(description="Hide from voters")
     def hide_photos(self, request, queryset):
@@ -84,9 +95,10 @@ class VoteAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetExport)
 class DatasetExportAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "status", "progress", "requested_by", "created_at", "finished_at", "size_bytes"]
-    list_filter = ["status"]
-    readonly_fields = ["counts", "sha256", "file", "size_bytes", "error"]
+    list_display = ["id", "name", "purpose", "status", "progress", "requested_by", "created_at", "finished_at", "size_bytes",
+                    "files_purged_at"]
+    list_filter = ["status", "purpose"]
+    readonly_fields = ["counts", "sha256", "file", "size_bytes", "error", "purpose", "files_purged_at", "purge_reason"]
 
 
 # --- Dataset exports (issue 5): "Export dataset" actions; the export service does the work. --------
@@ -101,8 +113,8 @@ def export_selected_photos(modeladmin, request, queryset):
     except ExportRejected as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
-    modeladmin.message_user(request, f"Export {export.pk} queued (photos with consent, in the pool and with enough "
-                            "kept votes); follow it on the exports page.", messages.SUCCESS)
+    modeladmin.message_user(request, f"Export {export.pk} queued (photos consented for research exports, in the pool "
+                            "and with enough kept votes); follow it on the exports page.", messages.SUCCESS)
 
 
 @admin.action(description="Export dataset (again, with the selected exports' options)")
@@ -111,7 +123,7 @@ def export_again(modeladmin, request, queryset):
 
     queued = []
     for previous in queryset:
-        keys = ("name", "include_simulated", "include_dropped", "min_kept_votes", "photo_ids")
+        keys = ("name", "purpose", "include_simulated", "include_dropped", "min_kept_votes", "photo_ids")
         try:
             queued.append(request_export(user=request.user, **{k: v for k, v in previous.options.items() if k in keys}))
         except ExportRejected as exc:

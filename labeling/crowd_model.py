@@ -18,6 +18,15 @@ the range reported for APPA-REAL-like crowds), documented as an assumption in do
 
 A vote is ``real + bias(real) + photo_offset + player_bias + noise``, clipped to 0-100 and rounded;
 careless players (a small share) guess uniformly at random.
+
+Heterogeneous raters (issue 15; ``draw_rater_crowd`` / ``draw_crowd_votes``, vectorised): the truth
+of a photo is ``real + bias(real) + photo_offset`` (the crowd's mean impression); each rater adds a
+personal bias (zero-mean over raters, SD ~3 years) plus a smaller bias per age band of the face,
+and noise of their own (2-10 years on a typical face, scaled with the face's age like the fitted
+look spread, both shrinking toward 0 for faces under 10; 1% of their votes are slips,
+random ages); 5% are spammers who guess uniformly at random; activity (the share of all votes a
+rater casts) is log-normal, so many players vote only a few times and a few vote a lot.  These
+rater statistics are chosen, not fitted: the released APPA-REAL labels hold no single votes.
 """
 from __future__ import annotations
 
@@ -135,6 +144,93 @@ def draw_vote(stats: CrowdStats, real_age: float, offset: float, player: SimPlay
     mu = real_age + stats.bias_at(real_age) + offset + player.bias
     value = rng.normal(mu, player.noise * stats.vote_std_at(real_age))
     return int(min(MAX_AGE, max(MIN_AGE, round(value))))
+
+
+# --- Heterogeneous raters (issue 15) --------------------------------------------------------------
+
+RATER_BIAS_STD = 3.0
+RATER_BAND_BIAS_STD = 1.5
+RATER_NOISE_RANGE = (2.0, 10.0)  # noise SD on a typical face, log-uniform between the two
+SPAMMER_SHARE = 0.05
+ACTIVITY_SIGMA = 1.5  # log-normal activity: the median rater casts ~1/3 of the mean rater's votes
+RATER_BAND_EDGES = (20.0, 40.0, 60.0)  # the face's real age bands of the band biases
+# Nobody takes a 1-year-old for a 6-year-old: below this apparent age a rater's bias and noise
+# shrink in proportion to (age + 1), so the youngest faces' votes are not a normal distribution cut
+# off at 0 (which no mean-based rule survives).
+YOUNG_AGE = 10.0
+# Honest raters slip too (a typo, a mis-tap on the slider): this share of their votes is a random age.
+SLIP_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class RaterCrowd:
+    """A simulated population of raters (arrays indexed by rater)."""
+
+    bias: np.ndarray
+    band_bias: np.ndarray  # (raters, bands): deviation from ``bias`` on faces of that band
+    noise: np.ndarray  # vote SD on a face with age factor 1
+    spammer: np.ndarray
+    activity: np.ndarray  # probability that the next vote comes from this rater (sums to 1)
+    band_edges: tuple[float, ...] = RATER_BAND_EDGES
+
+    def band_of(self, real_age) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.band_edges, float), np.asarray(real_age, float), side="right")
+
+    def total_bias(self, rater, real_age) -> np.ndarray:
+        return self.bias[rater] + self.band_bias[rater, self.band_of(real_age)]
+
+
+def draw_rater_crowd(n: int, rng: np.random.Generator, *, bias_std: float = RATER_BIAS_STD,
+                     band_bias_std: float = RATER_BAND_BIAS_STD, noise_range: tuple[float, float] = RATER_NOISE_RANGE,
+                     spammer_share: float = SPAMMER_SHARE, activity_sigma: float = ACTIVITY_SIGMA,
+                     band_edges: tuple[float, ...] = RATER_BAND_EDGES) -> RaterCrowd:
+    """Biases are centred over the non-spamming raters (overall and per band), so that the simulated
+    truth is exactly the crowd's mean impression, the quantity the rater model estimates."""
+    if n < 1:
+        raise ValueError("need at least one rater")
+    bias = rng.normal(0.0, bias_std, n)
+    band_bias = rng.normal(0.0, band_bias_std, (n, len(band_edges) + 1))
+    lo, hi = noise_range
+    noise = np.exp(rng.uniform(math.log(lo), math.log(hi), n))
+    spammer = rng.random(n) < spammer_share
+    honest = ~spammer if (~spammer).any() else np.ones(n, bool)
+    bias -= bias[honest].mean()
+    band_bias -= band_bias[honest].mean(axis=0)
+    activity = rng.lognormal(0.0, activity_sigma, n)
+    return RaterCrowd(bias=bias, band_bias=band_bias, noise=noise, spammer=spammer,
+                      activity=activity / activity.sum(), band_edges=tuple(band_edges))
+
+
+def draw_faces(stats: CrowdStats, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(real ages, true apparent ages) of n faces.  Real ages follow the fitted table's age
+    distribution (APPA-REAL's test split, uniform within each fitted band); the apparent age is
+    ``real + bias(real) + photo_offset`` (Laplace per face, as ``photo_offset``), at least 0."""
+    centres = np.asarray(stats.centres, float)
+    counts = np.asarray(stats.counts, float)
+    edges = np.concatenate(([MIN_AGE], (centres[1:] + centres[:-1]) / 2.0, [MAX_AGE + 1]))
+    band = rng.choice(centres.size, size=n, p=counts / counts.sum())
+    real = np.floor(rng.uniform(edges[band], edges[band + 1])).clip(MIN_AGE, MAX_AGE)
+    offset = rng.laplace(0.0, stats.look_spread_at(real) / math.sqrt(2.0))
+    return real, np.maximum(real + stats.bias_at(real) + offset, 0.0)
+
+
+def age_noise_factor(stats: CrowdStats, real_age) -> np.ndarray:
+    """How much noisier votes are on a face of this age than on a typical one (APPA-REAL's test
+    faces, count-weighted): the fitted look spread, normalised."""
+    typical = float(np.average(stats.look_spread, weights=stats.counts))
+    return stats.look_spread_at(np.asarray(real_age, float)) / typical
+
+
+def draw_crowd_votes(stats: CrowdStats, crowd: RaterCrowd, real_age, truth, rater, rng: np.random.Generator) -> np.ndarray:
+    """Votes (whole years, 0-100) of ``rater[i]`` on a face of real age ``real_age[i]`` whose true
+    apparent age is ``truth[i]``; arrays of equal length, vectorised."""
+    real, mu, r = np.asarray(real_age, float), np.asarray(truth, float), np.asarray(rater, int)
+    sd = crowd.noise[r] * age_noise_factor(stats, real)
+    young = np.minimum(1.0, (np.maximum(mu, 0.0) + 1.0) / YOUNG_AGE)
+    honest = mu + young * (crowd.total_bias(r, real) + rng.normal(0.0, 1.0, r.size) * sd)
+    guess = rng.integers(MIN_AGE, MAX_AGE + 1, r.size)
+    random_guess = crowd.spammer[r] | (rng.random(r.size) < SLIP_SHARE)
+    return np.where(random_guess, guess, np.clip(np.round(honest), MIN_AGE, MAX_AGE)).astype(np.int64)
 
 
 # --- Measures shared by the research page and the benchmarks -------------------------------------

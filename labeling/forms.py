@@ -20,9 +20,18 @@ class UploadForm(forms.Form):
         label="Show the real age to players after they guess", required=False, initial=True
     )
     consent = forms.BooleanField(
-        label="I confirm that I may share this photo, and that it may be used for research "
-        "(it becomes part of a dataset for scientists).",
+        label="Required: I may share this photo (the person shown, or their guardian, agrees), and other "
+        "players may see its face crop and guess the age.",
         required=False,
+    )
+    # Opt-in scopes, unchecked by default; the owner can change them later on "My data".
+    consent_export = forms.BooleanField(
+        label="Optional: it may go into research datasets that scientists download (face crop, photo, ages).",
+        required=False, initial=False,
+    )
+    consent_training = forms.BooleanField(
+        label="Optional: it may be used to train this site's age-estimation models.",
+        required=False, initial=False,
     )
     crop_x = forms.FloatField(required=False, widget=forms.HiddenInput)
     crop_y = forms.FloatField(required=False, widget=forms.HiddenInput)
@@ -32,7 +41,8 @@ class UploadForm(forms.Form):
     def clean(self):
         data = super().clean()
         if not data.get("consent") and "consent" not in self.errors:
-            self.add_error("consent", "Confirm that you may share this photo for research before uploading.")
+            self.add_error("consent", "Confirm that you may share this photo and that players may guess its age "
+                                      "before uploading.")
         parts = [data.get(k) for k in ("crop_x", "crop_y", "crop_w", "crop_h")]
         if any(p is not None for p in parts) and not all(p is not None for p in parts):
             self.add_error(None, "The crop box is incomplete: crop again or upload without cropping.")

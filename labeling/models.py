@@ -3,9 +3,11 @@
 Consensus fields on Photo are a cache of `labeling.consensus.compute_consensus(votes)`; they are
 written only by `labeling.services` (and can be rebuilt by `manage.py recompute_consensus`).
 """
+import os
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -24,6 +26,36 @@ def face_upload_to(instance, filename):  # noqa: ARG001
     return _random_name("faces", "jpg")
 
 
+class PrivateStorage(FileSystemStorage):
+    """Files under settings.PRIVATE_ROOT, which is never served as media: the originals.
+
+    The root is read at every use (tests and commands change the setting), and there is no URL:
+    an original is served only through the authenticated view (privacy.views.originals).
+    """
+
+    @property
+    def base_location(self):
+        return str(settings.PRIVATE_ROOT)
+
+    @property
+    def location(self):
+        return os.path.abspath(self.base_location)
+
+    @property
+    def base_url(self):
+        return None
+
+    def url(self, name):
+        raise ValueError("Originals are private: link to the photo's original view instead.")
+
+
+_PRIVATE_STORAGE = PrivateStorage()
+
+
+def private_storage() -> PrivateStorage:
+    return _PRIVATE_STORAGE
+
+
 AGE_VALIDATORS = [MinValueValidator(0), MaxValueValidator(100)]
 
 
@@ -32,6 +64,9 @@ class PlayerKind(models.TextChoices):
     SIMULATED = "simulated", "Simulated player (crowd simulator)"
     IMPORTED = "imported", "Imported rater (existing dataset)"
     MODEL = "model", "Model player"
+    # Placeholder accounts that hold the anonymised votes and photo tombstones of erased accounts
+    # (privacy.services.erasure): their votes count toward consensus, they never earn points.
+    ERASED = "erased", "Erased account (anonymised)"
 
 
 class Gender(models.TextChoices):
@@ -79,7 +114,9 @@ class Photo(models.Model):
     source = models.CharField(max_length=8, choices=PhotoSource.choices, default=PhotoSource.UPLOAD)
     # For idempotent imports: "<dataset>:<file name>"; empty for uploads.
     import_key = models.CharField(max_length=255, blank=True, default="")
-    image = models.ImageField(upload_to=original_upload_to)
+    # The normalised original, private (PRIVATE_ROOT); the face crop is public media. Both are
+    # emptied when the photo is deleted (privacy.services.withdrawal).
+    image = models.ImageField(upload_to=original_upload_to, storage=private_storage)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     face_image = models.ImageField(upload_to=face_upload_to)
@@ -87,7 +124,15 @@ class Photo(models.Model):
     face = models.JSONField(default=dict)
     real_age = models.PositiveSmallIntegerField(validators=AGE_VALIDATORS)
     date_taken = models.DateField(null=True, blank=True)
-    consent = models.BooleanField(default=False)
+    # Consent scopes (docs/privacy.md): the game is required to upload; research exports and model
+    # training are opt-in and can be changed by the owner at any time.
+    consent = models.BooleanField(default=False, verbose_name="consent: the game",
+                                  help_text="Required: the face crop is shown to players who guess its age.")
+    consent_export = models.BooleanField(default=False, verbose_name="consent: research exports",
+                                         help_text="The photo may go into research dataset exports.")
+    consent_training = models.BooleanField(default=False, verbose_name="consent: model training",
+                                           help_text="The photo may be used to train the site's age models.")
+    consent_changed_at = models.DateTimeField(null=True, blank=True)
     show_real_age = models.BooleanField(default=True, help_text="Show the real age to voters after they guess.")
     status = models.CharField(max_length=8, choices=PhotoStatus.choices, default=PhotoStatus.ACTIVE, db_index=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -187,6 +232,13 @@ class ExportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class ExportPurpose(models.TextChoices):
+    """What an export is for, and so which consent scope its photos need."""
+
+    RESEARCH = "research", "Research dataset (photos consented for research exports)"
+    TRAINING = "training", "Model training (photos consented for model training)"
+
+
 class DatasetExport(models.Model):
     """One APPA-REAL-style export: who asked, when, what it holds, where the zip is."""
 
@@ -206,6 +258,12 @@ class DatasetExport(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    purpose = models.CharField(max_length=10, choices=ExportPurpose.choices, default=ExportPurpose.RESEARCH)
+    # Lineage: the ids of the photos in the zip, sorted, as delta varints (privacy.codec).
+    photo_ids = models.BinaryField(default=b"", blank=True)
+    # Set when the zip (and the copies made from it) were deleted because a photo in it was withdrawn.
+    files_purged_at = models.DateTimeField(null=True, blank=True)
+    purge_reason = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

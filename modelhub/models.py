@@ -90,6 +90,10 @@ class ModelVersion(models.Model):
     test_split_fingerprint = models.CharField(max_length=64, blank=True, default="")
     # Paper row name of the chain, e.g. "Apparent + Residual DEX".
     name = models.CharField(max_length=64, blank=True, default="")
+    # Lineage (docs/privacy.md): the export the version was trained on, whose photo ids that export
+    # records. Protected: an export that models were trained on keeps its row (its files may go).
+    dataset_export = models.ForeignKey("labeling.DatasetExport", null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="model_versions")
     is_active = models.BooleanField(default=False)
     activated_at = models.DateTimeField(null=True, blank=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)

@@ -9,7 +9,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from appareal_site.celery import app as celery_app
-from labeling.models import DatasetExport, ExportStatus, PlayerKind, Vote
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus, PlayerKind, Vote
 from modelhub.models import ModelRole, ModelVersion, RunStatus, TrainingRun
 
 RESEARCHERS_GROUP = "researchers"
@@ -56,8 +56,9 @@ def previous_version(role: str) -> ModelVersion | None:
 
 
 def finished_exports() -> QuerySet[DatasetExport]:
-    """The dataset exports a run can train on, newest first."""
-    return DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED).order_by("-created_at", "-pk")
+    """The dataset exports a run can train on (finished training exports, files kept), newest first."""
+    return DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED, purpose=ExportPurpose.TRAINING,
+                                        files_purged_at__isnull=True).order_by("-created_at", "-pk")
 
 
 def embedded_mode() -> bool:

@@ -134,7 +134,7 @@ def you_vs_dex(request):
 def photo_maps(request, pk: int):
     if not selectors.can_see_maps(request.user):
         raise PermissionDenied("Sensitivity maps are for staff and researchers.")
-    photo = get_object_or_404(Photo, pk=pk)
+    photo = get_object_or_404(Photo.objects.exclude(face_image=""), pk=pk)  # a deleted photo has no face left
     try:
         paths = maps.cached_maps(photo, selectors.sensitivity_cache_root())
     except Exception as exc:  # noqa: BLE001 - shown on the page, never a 500
@@ -153,7 +153,7 @@ def photo_map_image(request, pk: int, kind: str):
         raise PermissionDenied("Sensitivity maps are for staff and researchers.")
     if kind not in maps.KINDS:
         raise Http404
-    photo = get_object_or_404(Photo, pk=pk)
+    photo = get_object_or_404(Photo.objects.exclude(face_image=""), pk=pk)  # a deleted photo has no face left
     paths = maps.cached_maps(photo, selectors.sensitivity_cache_root())
     if kind not in paths:
         raise Http404

@@ -16,6 +16,7 @@ def _isolated_media(settings, tmp_path):
     settings.PRIVATE_ROOT = tmp_path / "private"
     yield
     shutil.rmtree(tmp_path / "media", ignore_errors=True)
+    shutil.rmtree(tmp_path / "private", ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +49,13 @@ def shared_data():
 def media_files(root) -> list[Path]:
     root = Path(root)
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def photo_files() -> list[Path]:
+    """Every stored file of photos: face crops (public media) and originals (private)."""
+    from django.conf import settings
+
+    return media_files(settings.MEDIA_ROOT) + media_files(Path(settings.PRIVATE_ROOT) / "originals")
 
 
 def pytest_configure(config):

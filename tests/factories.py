@@ -32,6 +32,7 @@ def make_photo(owner=None, *, real_age: int = 30, **fields) -> Photo:
     owner = owner or make_user()
     n = next(_counter)
     face = {"box": [8, 8, 48, 48], "confidence": 0.99}
+    fields = {"consent_export": True, "consent_training": True, **fields}
     photo = Photo(owner=owner, real_age=real_age, consent=True, width=96, height=96, face=face, **fields)
     photo.image.save(f"p{n}.jpg", ContentFile(jpeg_bytes((96, 96))), save=False)
     photo.face_image.save(f"f{n}.jpg", ContentFile(jpeg_bytes((64, 64))), save=False)

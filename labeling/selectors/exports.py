@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Count, QuerySet
 
-from labeling.models import DatasetExport, ExportStatus, Photo, PhotoStatus, PlayerKind, Vote
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, PhotoStatus, PlayerKind, Vote
 from labeling.scoring import NON_COUNTING_KINDS
 from labeling.splits import SPLITS, age_band
 
@@ -40,13 +40,20 @@ def export_path(export: DatasetExport) -> Path | None:
     return path
 
 
-def exportable_photos(*, min_kept_votes: int, include_simulated: bool = False, photo_ids=None) -> QuerySet[Photo]:
-    """Photos an export may hold: consent given, in the pool (not hidden or deleted), enough kept votes.
+# Which consent scope each kind of export needs (docs/privacy.md).
+CONSENT_FIELD = {ExportPurpose.RESEARCH: "consent_export", ExportPurpose.TRAINING: "consent_training"}
+
+
+def exportable_photos(*, min_kept_votes: int, include_simulated: bool = False, photo_ids=None,
+                      purpose: str = ExportPurpose.RESEARCH) -> QuerySet[Photo]:
+    """Photos an export may hold: consented for the export's purpose (research exports or model
+    training), in the pool (not hidden or deleted), enough kept votes.
 
     `n_kept` is the consensus cache; the export recomputes the consensus from the votes it writes
     and drops photos that fall below `min_kept_votes` then (e.g. once simulated votes are left out).
     """
-    qs = Photo.objects.filter(consent=True, status=PhotoStatus.ACTIVE, n_kept__gte=min_kept_votes)
+    qs = Photo.objects.filter(consent=True, status=PhotoStatus.ACTIVE, n_kept__gte=min_kept_votes,
+                              **{CONSENT_FIELD[ExportPurpose(purpose)]: True})
     if not include_simulated:
         qs = qs.filter(is_simulated=False)
     if photo_ids is not None:

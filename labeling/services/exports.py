@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from labeling.consensus import MAD_TO_SIGMA, ConsensusRule, compute_consensus
 from labeling.export_writer import ExportPhoto, ExportVote, ExportWriter, sha256_of
-from labeling.models import DatasetExport, ExportStatus, Photo
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, private_storage
 from labeling.selectors import exports as selectors
 from labeling.splits import PROPORTIONS, assign_splits
 
@@ -44,8 +44,12 @@ class ExportRejected(ValueError):
 
 
 def clean_options(*, name="appareal", include_simulated=False, include_dropped=False, min_kept_votes=None,
-                  photo_ids=None) -> dict:
+                  photo_ids=None, purpose=ExportPurpose.RESEARCH) -> dict:
     """Validated export options, or ExportRejected naming the bad field."""
+    purpose = purpose or ExportPurpose.RESEARCH
+    if purpose not in ExportPurpose.values:
+        raise ExportRejected("purpose", "Choose 'research' (photos consented for research exports) or 'training' "
+                                        "(photos consented for model training).")
     name = (name or "appareal").strip()
     if not NAME_RE.match(name):
         raise ExportRejected("name", "Use 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit).")
@@ -59,6 +63,7 @@ def clean_options(*, name="appareal", include_simulated=False, include_dropped=F
         raise ExportRejected("min_kept_votes", "The minimum number of kept votes must be between 1 and 10000.")
     options = {
         "name": name,
+        "purpose": str(purpose),
         "include_simulated": bool(include_simulated),
         "include_dropped": bool(include_dropped),
         "min_kept_votes": min_kept_votes,
@@ -68,11 +73,23 @@ def clean_options(*, name="appareal", include_simulated=False, include_dropped=F
     return options
 
 
+def _record(user, options: dict) -> DatasetExport:
+    from privacy import audit
+    from privacy.models import AuditAction
+
+    user = user if getattr(user, "is_authenticated", False) else None
+    export = DatasetExport.objects.create(requested_by=user, name=options["name"], options=options,
+                                          purpose=options["purpose"])
+    audit.record(AuditAction.EXPORT_REQUESTED, actor=user, export_id=export.pk, purpose=options["purpose"])
+    return export
+
+
 def request_export(*, user, **options) -> DatasetExport:
     """Record an export and queue it on the default Celery queue; the caller checked permissions."""
     options = clean_options(**options)
-    export = DatasetExport.objects.create(requested_by=user, name=options["name"], options=options)
-    transaction.on_commit(lambda: _queue(export.pk))
+    with transaction.atomic():
+        export = _record(user, options)
+        transaction.on_commit(lambda: _queue(export.pk))
     return export
 
 
@@ -133,13 +150,16 @@ def _grouped_votes(votes) -> Iterator[tuple[int, list[tuple]]]:
 
 
 def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
-                     progress: Callable[[float], None] | None = None) -> dict:
-    """Write the zip for `options` to `path`; return the counts.  Removes `path` on failure."""
+                     progress: Callable[[float], None] | None = None, written: list[int] | None = None) -> dict:
+    """Write the zip for `options` to `path`; return the counts (and append the ids of the photos
+    written to `written`, the export's lineage).  Removes `path` on failure."""
     rule = ConsensusRule.from_settings(settings.APPAREAL)
     min_kept = options["min_kept_votes"]
     include_simulated = options.get("include_simulated", False)
+    purpose = options.get("purpose") or ExportPurpose.RESEARCH
     photos = selectors.exportable_photos(
-        min_kept_votes=min_kept, include_simulated=include_simulated, photo_ids=options.get("photo_ids")
+        min_kept_votes=min_kept, include_simulated=include_simulated, photo_ids=options.get("photo_ids"),
+        purpose=purpose,
     )
     assign_missing_splits(photos)
     total = photos.count()
@@ -149,9 +169,11 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
     histogram = [0] * (100 // HISTOGRAM_BIN_YEARS + 1)
     abs_err_sum, abs_err_n = 0.0, 0
     last_report = time.monotonic()
+    scope = "model training" if purpose == ExportPurpose.TRAINING else "research exports"
     fields = {
-        "Photos included": (f"consent given, in the voting pool (not hidden or deleted), at least {min_kept} kept "
-                            "votes" + (", only the photos picked by staff" if options.get("photo_ids") else "")),
+        "Purpose": purpose,
+        "Photos included": (f"consent given for {scope}, in the voting pool (not hidden or deleted), at least "
+                            f"{min_kept} kept votes" + (", only the photos picked by staff" if options.get("photo_ids") else "")),
         "Simulated photos and votes": "included (asked for)" if include_simulated else "excluded",
         "Model votes": "never included",
         "Consensus rule": (f"with >= {rule.min_votes} votes, drop every vote farther from the median than "
@@ -176,7 +198,7 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
             if consensus.n_kept < min_kept:
                 skipped["too_few_kept_votes"] += 1
                 continue
-            image_path, face_path = default_storage.path(image), default_storage.path(face_image)
+            image_path, face_path = private_storage().path(image), default_storage.path(face_image)
             if not (os.path.isfile(image_path) and os.path.isfile(face_path)):
                 logger.warning("export: photo %s has no file on disk; left out", pk)
                 skipped["missing_files"] += 1
@@ -195,6 +217,8 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
                 apparent_age=consensus.apparent_age,
                 apparent_age_std=consensus.std,
             ))
+            if written is not None:
+                written.append(pk)
             histogram[min(int(consensus.apparent_age // HISTOGRAM_BIN_YEARS), len(histogram) - 1)] += 1
             abs_err_sum += abs(consensus.apparent_age - real_age)
             abs_err_n += 1
@@ -234,9 +258,11 @@ def run_export(export_id: int, *, on_progress: Callable[[float], None] | None = 
         if on_progress:
             on_progress(fraction)
 
-    options = {"name": export.name, "min_kept_votes": settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"], **export.options}
+    options = {"name": export.name, "min_kept_votes": settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"],
+               **export.options, "purpose": export.purpose}
+    written: list[int] = []
     try:
-        counts = build_export_zip(str(partial), options, created_at=started, progress=progress)
+        counts = build_export_zip(str(partial), options, created_at=started, progress=progress, written=written)
         sha = sha256_of(str(partial))
         os.replace(partial, final)
     except Exception as exc:  # noqa: BLE001 - recorded on the export, shown on the page
@@ -246,16 +272,43 @@ def run_export(export_id: int, *, on_progress: Callable[[float], None] | None = 
             status=ExportStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
         )
     else:
-        DatasetExport.objects.filter(pk=export.pk).update(
-            status=ExportStatus.SUCCEEDED, progress=1.0, file=relative, size_bytes=final.stat().st_size,
-            sha256=sha, counts=counts, finished_at=timezone.now(),
-        )
+        _finish(export, relative, final, sha, counts, written)
     export.refresh_from_db()
     return export
+
+
+def _finish(export: DatasetExport, relative: str, final: Path, sha: str, counts: dict, written: list[int]) -> None:
+    """Record the built zip with its lineage.
+
+    A photo withdrawn while the zip was being written is in it but no longer consented, and its
+    withdrawal found no finished export to purge. So the written photos are locked (a withdrawal
+    locks its photo too) and checked again in the transaction that publishes the export: a
+    withdrawal either committed before the check, and the zip is purged here, or waits for this
+    commit, and then finds the export in the lineage and purges it itself.
+    """
+    from privacy import audit, codec, copies, files
+    from privacy.models import AuditAction
+
+    scope_field = selectors.CONSENT_FIELD[ExportPurpose(export.purpose)]
+    with transaction.atomic():
+        withdrawn = 0
+        for start in range(0, len(written), 5000):
+            rows = Photo.objects.select_for_update().filter(pk__in=written[start:start + 5000]).values_list(
+                "status", "consent", scope_field)
+            withdrawn += sum(1 for status, game, scope in rows if status == "deleted" or not (game and scope))
+        DatasetExport.objects.filter(pk=export.pk).update(
+            status=ExportStatus.SUCCEEDED, progress=1.0, file=relative, size_bytes=final.stat().st_size,
+            sha256=sha, counts=counts, finished_at=timezone.now(), photo_ids=codec.encode_ids(written),
+        )
+        audit.record(AuditAction.EXPORT_BUILT, export_id=export.pk, photos=len(written), purpose=export.purpose)
+        if withdrawn:
+            export.refresh_from_db()
+            reason = f"{withdrawn} photo(s) were withdrawn while the export was being built"
+            files.delete_after_commit(copies.queue_export_purge(export, actor=None, reason=reason))
 
 
 def export_now(*, user=None, on_progress=None, **options) -> DatasetExport:
     """Record and build an export in this process (the management command and tests)."""
     options = clean_options(**options)
-    export = DatasetExport.objects.create(requested_by=user, name=options["name"], options=options)
+    export = _record(user, options)
     return run_export(export.pk, on_progress=on_progress)

@@ -182,7 +182,9 @@ def import_face_file(path: Path, *, real_age: int, import_key: str, owner, conse
 
     try:
         with open(path, "rb") as fh:
+            # The operator's --consent covers the collection's use for research here: all scopes.
             return create_photo(owner=owner, image=fh, real_age=real_age, consent=consent,
+                                consent_export=consent, consent_training=consent,
                                 source=PhotoSource.IMPORT, import_key=import_key)
     except UploadRejected as exc:
         raise BadRow(exc.message) from None
@@ -218,6 +220,7 @@ def import_given_photo(*, image_path: Path, face_path: Path, real_age: int, impo
     image = _read_image(image_path, "image")
     face = _read_image(face_path, "face crop")
     photo = Photo(owner=owner, source=PhotoSource.IMPORT, import_key=import_key, real_age=real_age, consent=consent,
+                  consent_export=consent, consent_training=consent,
                   split=split, face={"source": "given crop", "file": face_path.name}, shuffle_key=random.random())
     photo.image.save("original.jpg", ContentFile(encode_jpeg(image)), save=False)
     photo.face_image.save("face.jpg", ContentFile(encode_jpeg(face, quality=95)), save=False)

@@ -1,4 +1,4 @@
-"""Reports by players, hide/restore by staff, delete by the uploader."""
+"""Reports by players, hide/restore by staff. (The uploader deletes a photo: privacy.services.withdrawal.)"""
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
@@ -53,17 +53,3 @@ def dismiss_reports(*, staff_user, photo_id: int) -> int:
     return PhotoReport.objects.filter(photo_id=photo_id, resolved_at__isnull=True).update(
         resolved_at=timezone.now(), resolved_by=staff_user, resolution="dismissed"
     )
-
-
-def delete_own_photo(*, user, photo_id: int) -> Photo:
-    """Soft delete: the photo leaves voting and every later export; votes and points stay as they were."""
-    with transaction.atomic():
-        photo = Photo.objects.select_for_update().get(pk=photo_id)
-        if photo.owner_id != user.pk:
-            raise ModerationRefused("Only the uploader can delete this photo.", 403)
-        if photo.status == PhotoStatus.DELETED:
-            return photo
-        photo.status = PhotoStatus.DELETED
-        photo.status_changed_at = timezone.now()
-        photo.save(update_fields=["status", "status_changed_at"])
-    return photo

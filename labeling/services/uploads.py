@@ -105,6 +105,8 @@ def create_photo(
     image,
     real_age,
     consent: bool,
+    consent_export: bool = False,
+    consent_training: bool = False,
     crop_box: CropBox | None = None,
     date_taken: dt.date | None = None,
     show_real_age: bool = True,
@@ -112,11 +114,18 @@ def create_photo(
     import_key: str = "",
     is_simulated: bool = False,
 ) -> Photo:
-    """Accept one photo into the voting pool, or raise UploadRejected having written nothing."""
-    if not consent:
+    """Accept one photo into the voting pool, or raise UploadRejected having written nothing.
+
+    `consent` (the game) is required; research exports and model training are opt-in scopes
+    (docs/privacy.md)."""
+    if consent is not True:
         raise UploadRejected(
-            "consent", "Confirm that you may share this photo for research before uploading.", "required"
+            "consent", "Confirm that you may share this photo and that players may guess its age before uploading.",
+            "required",
         )
+    for field, value in (("consent_export", consent_export), ("consent_training", consent_training)):
+        if not isinstance(value, bool):
+            raise UploadRejected(field, "Answer yes or no.", "invalid")
     age = validate_real_age(real_age)
     if date_taken is not None and date_taken > dt.date.today():
         raise UploadRejected("date_taken", "The date taken cannot be in the future.", "future")
@@ -131,6 +140,8 @@ def create_photo(
         height=prepared.image.height,
         date_taken=date_taken,
         consent=True,
+        consent_export=consent_export,
+        consent_training=consent_training,
         show_real_age=show_real_age,
         face=prepared.face.to_dict(),
         is_simulated=is_simulated,

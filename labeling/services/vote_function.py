@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from appareal_site import db
-from labeling import scoring
+from labeling import consensus, scoring
 from labeling.models import Photo, PhotoStatus, PlayerKind, Vote
 from labeling.services.player_flags import flag_if_due
 from labeling.services.vote_outcomes import (
@@ -85,17 +85,33 @@ def votes_in_database() -> bool:
     return connection.vendor == "postgresql" and getattr(settings, "APPAREAL_VOTE_FUNCTION", True)
 
 
+def _array_literal(values) -> str:
+    """A PostgreSQL array literal: sent as text and cast by the statement, because dumping Python
+    lists as arrays cost psycopg more CPU per vote than the rest of the call."""
+    return "{" + ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values) + "}"
+
+
+_rules_in_force: list = [None, None]  # [the rule objects the arguments were built from, the arguments]
+
+
 def rule_arguments() -> list:
-    """The function's rule arguments, from the Python rules as they are now."""
-    rule = consensus_rule()
-    table = scoring.POINTS_TABLE
-    return [
-        rule.min_votes, rule.mad_scale, rule.min_years, scoring_min_others(),
-        [bound for bound, _, _ in table], [inclusive for _, inclusive, _ in table], [points for _, _, points in table],
-        scoring.POINTS_OTHERWISE,
-        PlayerKind.HUMAN.value, sorted(scoring.NON_COUNTING_KINDS), sorted(scoring.EARNING_KINDS),
-        outlier_flag_rule().window,
-    ]
+    """The function's rule arguments, from the Python rules as they are now. Built again whenever
+    a rule object is replaced (settings.APPAREAL assigned anew, a table patched); otherwise reused
+    (the objects are held, so an identity check cannot be fooled by a reused id)."""
+    rules = (settings.APPAREAL, scoring.POINTS_TABLE, scoring.POINTS_OTHERWISE, scoring.NON_COUNTING_KINDS,
+             scoring.EARNING_KINDS, consensus.MAD_TO_SIGMA)
+    held, arguments = _rules_in_force
+    if held is None or any(a is not b for a, b in zip(rules, held)):
+        rule, table = consensus_rule(), scoring.POINTS_TABLE
+        arguments = [
+            rule.min_votes, rule.mad_scale, rule.min_years, scoring_min_others(),
+            _array_literal(bound for bound, _, _ in table), _array_literal(inclusive for _, inclusive, _ in table),
+            _array_literal(points for _, _, points in table), scoring.POINTS_OTHERWISE,
+            PlayerKind.HUMAN.value, _array_literal(sorted(scoring.NON_COUNTING_KINDS)),
+            _array_literal(sorted(scoring.EARNING_KINDS)), outlier_flag_rule().window,
+        ]
+        _rules_in_force[:] = [rules, arguments]
+    return arguments
 
 
 def store_vote(voter_id: int, photo_id: int, age: int, created, token: str | None = None) -> StoredVote:

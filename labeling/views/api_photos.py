@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
@@ -18,13 +19,23 @@ from labeling.services import moderation
 from labeling.services.uploads import UploadRejected, create_photo
 from labeling.throttling import UploadThrottle
 from labeling.views.voting import PhotoDetailView
+from privacy.services import withdrawal
 
 
 class PhotoUploadSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="JPEG, PNG or WebP; at most 10 MB and 40 megapixels.")
     real_age = serializers.IntegerField(min_value=0, max_value=100, help_text="Real age in whole years.")
     consent = serializers.BooleanField(
-        help_text="The uploader confirms they may share the photo for research. Must be true."
+        help_text="Required, must be true: the uploader may share the photo, and players may see its face crop "
+        "and guess the age (the game)."
+    )
+    consent_export = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Opt-in (default false): the photo may go into research dataset exports.",
+    )
+    consent_training = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Opt-in (default false): the photo may be used to train the site's age models.",
     )
     date_taken = serializers.DateField(required=False, allow_null=True)
     show_real_age = serializers.BooleanField(required=False, default=True)
@@ -35,7 +46,8 @@ class PhotoUploadSerializer(serializers.Serializer):
 
     def validate_consent(self, value):
         if not value:
-            raise serializers.ValidationError("Confirm that you may share this photo for research (consent=true).")
+            raise serializers.ValidationError("Confirm that you may share this photo and that players may guess its "
+                                              "age (consent=true).")
         return value
 
     def validate(self, attrs):
@@ -49,7 +61,7 @@ class PhotoUploadSerializer(serializers.Serializer):
 
 class OwnPhotoSerializer(serializers.ModelSerializer):
     face_url = serializers.ImageField(source="face_image", read_only=True)
-    image_url = serializers.ImageField(source="image", read_only=True)
+    image_url = serializers.SerializerMethodField(help_text="The original: served only to its uploader and staff.")
 
     class Meta:
         model = Photo
@@ -59,6 +71,10 @@ class OwnPhotoSerializer(serializers.ModelSerializer):
             "real_age",
             "date_taken",
             "show_real_age",
+            "consent",
+            "consent_export",
+            "consent_training",
+            "consent_changed_at",
             "face_url",
             "image_url",
             "width",
@@ -70,6 +86,13 @@ class OwnPhotoSerializer(serializers.ModelSerializer):
             "apparent_age_std",
             "created_at",
         ]
+
+    def get_image_url(self, photo) -> str | None:
+        if not photo.image:
+            return None
+        url = reverse("api-photo-original", args=[photo.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
 
 
 class PhotoListCreateView(ListAPIView):
@@ -95,6 +118,8 @@ class PhotoListCreateView(ListAPIView):
                 image=data["image"],
                 real_age=data["real_age"],
                 consent=data["consent"],
+                consent_export=data["consent_export"],
+                consent_training=data["consent_training"],
                 crop_box=data["crop_box"],
                 date_taken=data.get("date_taken"),
                 show_real_age=data["show_real_age"],
@@ -166,11 +191,11 @@ class PhotoResourceView(PhotoDetailView):
 
 
 def delete_own_photo_response(request, pk: int) -> Response:
-    """The uploader removes a photo: it leaves voting and every later export."""
+    """The uploader removes a photo: it leaves voting and every later export; its files go."""
     try:
-        moderation.delete_own_photo(user=request.user, photo_id=pk)
+        withdrawal.delete_photo(user=request.user, photo_id=pk)
     except Photo.DoesNotExist:
         raise Http404("No such photo.") from None
-    except moderation.ModerationRefused as exc:
+    except withdrawal.WithdrawalRefused as exc:
         return error(exc.message, exc.status)
     return Response(status=status.HTTP_204_NO_CONTENT)

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from appareal_site.api import error
-from labeling.models import DatasetExport, ExportStatus
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus
 from labeling.selectors.exports import can_export, export_path, exports
 from labeling.services.exports import ExportRejected, request_export
 
@@ -32,6 +32,10 @@ class IsStaffOrResearcher(BasePermission):
 
 
 class ExportRequestSerializer(serializers.Serializer):
+    purpose = serializers.ChoiceField(
+        choices=ExportPurpose.choices, required=False, default=ExportPurpose.RESEARCH,
+        help_text="'research' (default): photos consented for research exports; 'training': photos consented "
+                  "for model training (what the app's retraining reads).")
     name = serializers.CharField(required=False, default="appareal", max_length=64,
                                  help_text="Top folder inside the zip (letters, digits, . _ -).")
     include_simulated = serializers.BooleanField(required=False, default=False,
@@ -48,11 +52,12 @@ class ExportSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DatasetExport
-        fields = ["id", "name", "status", "progress", "options", "counts", "size_bytes", "sha256", "error",
-                  "requested_by", "created_at", "started_at", "finished_at", "download_url"]
+        fields = ["id", "name", "purpose", "status", "progress", "options", "counts", "size_bytes", "sha256", "error",
+                  "requested_by", "created_at", "started_at", "finished_at", "files_purged_at", "purge_reason",
+                  "download_url"]
 
     def get_download_url(self, obj) -> str | None:
-        if obj.status != ExportStatus.SUCCEEDED:
+        if obj.status != ExportStatus.SUCCEEDED or not obj.file:
             return None
         return reverse("api-export-download", args=[obj.pk])
 
@@ -87,10 +92,15 @@ class ExportDetailView(APIView):
         return Response(ExportSerializer(export).data)
 
 
-def _zip_response(export: DatasetExport) -> FileResponse:
+def _zip_response(export: DatasetExport, user) -> FileResponse:
+    from privacy import audit
+    from privacy.models import AuditAction
+
     path = export_path(export)
     if path is None:
         raise Http404("The export's file is gone.")
+    # Who holds a copy: staff can ask them to delete it when a photo in it is withdrawn.
+    audit.record(AuditAction.EXPORT_DOWNLOADED, actor=user, export_id=export.pk)
     response = FileResponse(open(path, "rb"), as_attachment=True, filename=f"{export.name}-{export.pk}.zip",
                             content_type="application/zip")
     response["X-Checksum-SHA256"] = export.sha256
@@ -108,7 +118,10 @@ class ExportDownloadView(APIView):
             raise Http404
         if export.status != ExportStatus.SUCCEEDED:
             return error(f"Export {pk} is {export.status}, not ready to download.", status.HTTP_409_CONFLICT)
-        return _zip_response(export)
+        if export.files_purged_at is not None:
+            return error(f"Export {pk}'s files were deleted: {export.purge_reason}. Make a new export.",
+                         status.HTTP_410_GONE)
+        return _zip_response(export, request.user)
 
 
 # --- pages -------------------------------------------------------------------------------------------
@@ -125,6 +138,7 @@ def exports_page(request):
         try:
             export = request_export(
                 user=request.user,
+                purpose=request.POST.get("purpose") or ExportPurpose.RESEARCH,
                 name=request.POST.get("name") or "appareal",
                 include_simulated=request.POST.get("include_simulated") == "on",
                 include_dropped=request.POST.get("include_dropped") == "on",
@@ -146,4 +160,4 @@ def exports_page(request):
 def export_download(request, pk: int):
     _researcher_only(request)
     export = get_object_or_404(DatasetExport, pk=pk, status=ExportStatus.SUCCEEDED)
-    return _zip_response(export)
+    return _zip_response(export, request.user)

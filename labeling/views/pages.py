@@ -19,6 +19,7 @@ from labeling.services.uploads import UploadRejected, create_photo
 from labeling.throttling import UploadThrottle
 from leaderboard.selectors import player_stats
 from modelhub.selectors import you_vs_model
+from privacy.services import withdrawal
 
 
 def home(request):
@@ -49,6 +50,8 @@ def upload(request):
                     image=data["image"],
                     real_age=data["real_age"],
                     consent=data["consent"],
+                    consent_export=data.get("consent_export", False),
+                    consent_training=data.get("consent_training", False),
                     crop_box=crop_box_from(data),
                     date_taken=data.get("date_taken"),
                     show_real_age=data.get("show_real_age", False),
@@ -71,14 +74,17 @@ def my_photos(request):
 @login_required
 @require_POST
 def delete_photo(request, pk: int):
+    if not Photo.objects.filter(pk=pk, owner_id=request.user.pk).exists():
+        raise Http404("No such photo among yours.")
     try:
-        moderation.delete_own_photo(user=request.user, photo_id=pk)
+        withdrawal.delete_photo(user=request.user, photo_id=pk)
     except Photo.DoesNotExist:
         raise Http404("No such photo.") from None
-    except moderation.ModerationRefused as exc:
+    except withdrawal.WithdrawalRefused as exc:
         messages.error(request, exc.message)
         return redirect("my_photos")
-    messages.success(request, "The photo is deleted: it leaves the game and every future dataset export.")
+    messages.success(request, "The photo is deleted: it left the game and every future dataset export, and its "
+                              "files are deleted from the server.")
     return redirect("my_photos")
 
 

@@ -7,7 +7,8 @@ it again changes nothing:
    data: it stays in MEDIA_ROOT and the database, both git-ignored) or, without it, the
    repository's own licensed fixtures with made-up ages, imported through the upload pipeline;
 2. the crowd simulator's votes, enough for every photo to reach the export's minimum;
-3. a dataset export (to download from the Exports page);
+3. a dataset export for model training (the imported photos carry every consent scope; it is on
+   the Exports page to download);
 4. a retrain through the app's retrain (a recipe, a few CPU minutes), whose promotion activates
    the model; the model player "DEX" then guesses every photo (and so is on the boards).
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Count, Q
 
-from labeling.models import DatasetExport, ExportStatus, Photo, PlayerKind
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, PlayerKind
 from labeling.services.exports import export_now
 from labeling.services.imports import import_faces_dir
 from labeling.services.simulation import simulate_crowd
@@ -115,11 +116,12 @@ def simulate_votes(options: DemoOptions, report: DemoReport, progress) -> None:
 
 
 def make_export(report: DemoReport) -> DatasetExport:
-    export = DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED, name="demo").order_by("-pk").first()
+    export = (DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED, name="demo", purpose=ExportPurpose.TRAINING)
+              .order_by("-pk").first())
     if export is not None:
         report.say(f"export: #{export.pk} is there already")
         return export
-    export = export_now(name="demo", include_simulated=True)
+    export = export_now(name="demo", include_simulated=True, purpose=ExportPurpose.TRAINING)
     if export.status != ExportStatus.SUCCEEDED:
         raise DemoFailed(f"the export failed: {export.error}")
     report.say(f"export: #{export.pk}, photos per split {export.counts.get('photos')}")

@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from appareal_site.celery import app as celery_app
-from labeling.models import DatasetExport, ExportStatus
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus
 from modelhub.models import RunStatus, TrainingRun
 from modelhub.services.run_settings import TrainingRefused, clean_train_settings
 
@@ -52,19 +52,32 @@ def _already_open_message(run: TrainingRun) -> str:
             "Wait for it to finish or cancel it, then ask again.")
 
 
+def training_exports():
+    """Exports a run may read: finished, made for training (photos consented for model training,
+    docs/privacy.md), files not purged by a withdrawal."""
+    return DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED, purpose=ExportPurpose.TRAINING,
+                                        files_purged_at__isnull=True)
+
+
 def _chosen_export(cleaned: dict) -> DatasetExport | None:
-    """The finished export the settings name ('latest' or an id); None for 'now'."""
+    """The finished training export the settings name ('latest' or an id); None for 'now'."""
     if cleaned["export"] == "latest":
-        export = DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED).order_by("-created_at", "-pk").first()
+        export = training_exports().order_by("-created_at", "-pk").first()
         if export is None:
-            raise TrainingRefused("There is no finished dataset export yet: choose 'export now' or export first.",
-                                  "export")
+            raise TrainingRefused("There is no finished dataset export yet for training (purpose 'training'): "
+                                  "choose 'export now' or make a training export first.", "export")
         return export
     if cleaned["export"] == "now":
         return None
     export = DatasetExport.objects.filter(pk=cleaned["export"], status=ExportStatus.SUCCEEDED).first()
     if export is None:
         raise TrainingRefused(f"Export #{cleaned['export']} does not exist or has not finished.", "export")
+    if export.purpose != ExportPurpose.TRAINING:
+        raise TrainingRefused(f"Export #{export.pk} is a {export.purpose} export: it may hold photos not consented for "
+                              "model training. Choose a training export or 'export now'.", "export")
+    if export.files_purged_at is not None:
+        raise TrainingRefused(f"Export #{export.pk}'s files were deleted ({export.purge_reason}): choose 'export now'.",
+                              "export")
     return export
 
 

@@ -94,7 +94,9 @@ def dataset_dir(run: TrainingRun) -> str:
     export = run.dataset_export
     if export is None:
         append_log(run.pk, "exporting the dataset now")
-        options = {"name": f"run{run.pk}", "include_simulated": cfg.get("include_simulated", True)}
+        # Only photos consented for model training (docs/privacy.md).
+        options = {"name": f"run{run.pk}", "include_simulated": cfg.get("include_simulated", True),
+                   "purpose": "training"}
         if cfg.get("min_kept_votes"):
             options["min_kept_votes"] = cfg["min_kept_votes"]
         export = export_now(user=run.requested_by, **options)
@@ -102,6 +104,8 @@ def dataset_dir(run: TrainingRun) -> str:
         if export.status != ExportStatus.SUCCEEDED:
             raise RuntimeError(f"the export for this run failed: {export.error}")
         append_log(run.pk, f"export #{export.pk}: photos per split {json.dumps(export.counts.get('photos'))}")
+    elif export.files_purged_at is not None:
+        raise RuntimeError(f"export #{export.pk} was purged ({export.purge_reason}): retrain with 'export now'")
     return extract_export(export)
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from labeling.models import Photo, PhotoSource, PlayerKind, PlayerProfile, Vote
 from labeling.services import imports
-from tests.conftest import FIXTURES, media_files
+from tests.conftest import FIXTURES, photo_files
 
 pytestmark = pytest.mark.django_db
 
@@ -61,12 +61,12 @@ def test_import_appareal_reports_bad_rows_and_is_idempotent(appareal_dir, settin
     raters = PlayerProfile.objects.filter(user__votes__photo=photo)
     assert {r.kind for r in raters} == {PlayerKind.IMPORTED} and raters.count() == 3
     assert sorted((r.birth_year is not None, r.gender) for r in raters) == [(False, ""), (True, "male"), (True, "male")]
-    files = len(media_files(settings.MEDIA_ROOT))
+    files = len(photo_files())
     assert files == 4  # two photos, image + crop each: failed rows left nothing behind
 
     again = imports.import_appareal_dir(appareal_dir, consent=True)
     assert again.imported == 0 and again.already_there == 2
-    assert Photo.objects.count() == 2 and Vote.objects.count() == 3 and len(media_files(settings.MEDIA_ROOT)) == files
+    assert Photo.objects.count() == 2 and Vote.objects.count() == 3 and len(photo_files()) == files
 
 
 def test_import_appareal_unreadable_image_leaves_nothing(appareal_dir, settings):
@@ -74,7 +74,7 @@ def test_import_appareal_unreadable_image_leaves_nothing(appareal_dir, settings)
     summary = imports.import_appareal_dir(appareal_dir, consent=True, splits=("train",))
     assert summary.imported == 0
     assert any("face crop 000000.jpg_face.jpg" in m for _, m in summary.failed)
-    assert Photo.objects.count() == 0 and Vote.objects.count() == 0 and media_files(settings.MEDIA_ROOT) == []
+    assert Photo.objects.count() == 0 and Vote.objects.count() == 0 and photo_files() == []
 
 
 def test_import_appareal_command(appareal_dir):
@@ -131,7 +131,7 @@ def test_import_faces_through_the_face_pipeline(tmp_path, settings):
     ages = sorted(Photo.objects.values_list("real_age", flat=True))
     assert ages == [35, 70]
     assert all(p.face.get("box") for p in Photo.objects.all())
-    assert len(media_files(settings.MEDIA_ROOT)) == 4
+    assert len(photo_files()) == 4
     owner = Photo.objects.first().owner
     assert owner.profile.kind == PlayerKind.IMPORTED and not owner.is_active
     again = imports.import_faces_dir(folder, labels="utkface", consent=True)

@@ -9,7 +9,7 @@ from django.urls import reverse
 from PIL import Image
 
 from labeling.models import Photo
-from tests.conftest import media_files
+from tests.conftest import photo_files
 from tests.factories import make_user
 from tests.labeling import upload_corpus as corpus
 
@@ -140,14 +140,14 @@ BAD_FIELDS = {
 
 def assert_nothing_written(before_files):
     assert Photo.objects.count() == 0
-    assert media_files(settings.MEDIA_ROOT) == before_files
+    assert photo_files() == before_files
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_api_refuses_bad_file(api_client, case):
     make_bytes, name = BAD_FILES[case]
     user = make_user()
-    before = media_files(settings.MEDIA_ROOT)
+    before = photo_files()
     response = api_upload(api_client, user, make_bytes(), name=name)
     assert response.status_code == 400, response.content
     message = response.json()["image"][0]
@@ -159,7 +159,7 @@ def test_api_refuses_bad_file(api_client, case):
 def test_page_refuses_bad_file(client, case):
     make_bytes, name = BAD_FILES[case]
     user = make_user()
-    before = media_files(settings.MEDIA_ROOT)
+    before = photo_files()
     response = page_upload(client, user, make_bytes(), name=name)
     assert response.status_code == 400
     assert response.context["form"].errors, "the form shows why"
@@ -170,7 +170,7 @@ def test_page_refuses_bad_file(client, case):
 @pytest.mark.parametrize("case", list(BAD_FIELDS))
 def test_api_refuses_bad_fields(api_client, case):
     user = make_user()
-    before = media_files(settings.MEDIA_ROOT)
+    before = photo_files()
     response = api_upload(api_client, user, corpus.portrait_bytes(), **BAD_FIELDS[case])
     assert response.status_code == 400, response.content
     body = response.json()
@@ -181,7 +181,7 @@ def test_api_refuses_bad_fields(api_client, case):
 @pytest.mark.parametrize("case", list(BAD_FIELDS))
 def test_page_refuses_bad_fields(client, case):
     user = make_user()
-    before = media_files(settings.MEDIA_ROOT)
+    before = photo_files()
     response = page_upload(client, user, corpus.portrait_bytes(), **BAD_FIELDS[case])
     assert response.status_code == 400
     assert response.context["form"].errors
@@ -204,7 +204,7 @@ def test_oversized_file_refused(api_client, settings):
 
 
 def test_unauthenticated_upload(api_client, client):
-    before = media_files(settings.MEDIA_ROOT)
+    before = photo_files()
     response = api_upload(api_client, None, corpus.portrait_bytes())
     assert response.status_code in (401, 403)
     page = client.post(reverse("upload"), {**GOOD, "image": SimpleUploadedFile("p.jpg", corpus.portrait_bytes())})

@@ -64,6 +64,7 @@ def photo_with_face_like(owner, age: int, **fields):
     buf = io.BytesIO()
     face_like(age, size=64, seed=age).save(buf, "JPEG", quality=90)
     data = buf.getvalue()
+    fields = {"consent_export": True, "consent_training": True, **fields}
     photo = Photo(owner=owner, real_age=age, consent=True, width=64, height=64,
                   face={"box": [0, 0, 64, 64], "confidence": 0.99}, **fields)
     photo.image.save("p.jpg", ContentFile(data), save=False)

@@ -1,7 +1,9 @@
 """Who may do what: anonymous / player / other player / staff against the endpoints, and no 500 anywhere."""
 import re
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
@@ -61,6 +63,67 @@ MATRIX = [
     ("get", "/research/photos/{pk}/maps/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
     ("post", "/api/predict/", {}, {ANON: 401, OWNER: 400, OTHER: 400, STAFF: 400}),
 ]
+
+# Privacy (issue 16): every new endpoint. Files answer 404 to anyone who may not see them (their
+# existence is not revealed); pages redirect anonymous visitors to log in; the API says 401.
+PRIVACY_MATRIX = [
+    ("get", "/my/data/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("post", "/my/data/photos/{pk}/consent/", {"training": "on"}, {ANON: 302, OWNER: 302, OTHER: 404, STAFF: 404}),
+    ("post", "/my/photos/{pk}/delete/", {}, {ANON: 302, OWNER: 302, OTHER: 404, STAFF: 404}),
+    ("post", "/my/data/download/", {}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
+    ("get", "/my/data/erase/", None, {ANON: 302, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("post", "/my/data/erase/", {"password": "wrong"}, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 403}),
+    ("post", "/my/data/erase/confirm/not-a-token/", {}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
+    ("get", "/photos/{pk}/original/", None, {ANON: 404, OWNER: 200, OTHER: 404, STAFF: 200}),
+    ("get", "/api/photos/{pk}/original/", None, {ANON: 404, OWNER: 200, OTHER: 404, STAFF: 200}),
+    ("get", "/api/photos/{pk}/consent/", None, {ANON: 401, OWNER: 200, OTHER: 404, STAFF: 200}),
+    ("patch", "/api/photos/{pk}/consent/", {"export": "false"}, {ANON: 401, OWNER: 200, OTHER: 404, STAFF: 403}),
+    ("get", "/api/photos/{pk}/lineage/", None, {ANON: 401, OWNER: 200, OTHER: 404, STAFF: 200}),
+    ("delete", "/api/photos/{pk}/", None, {ANON: 401, OWNER: 204, OTHER: 403, STAFF: 403}),
+    ("get", "/api/me/export/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("post", "/api/me/export/", None, {ANON: 401, OWNER: 201, OTHER: 201, STAFF: 201}),
+    ("post", "/api/me/erase/", {"password": "wrong"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 403}),
+    ("get", "/api/privacy/audit/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("get", "/api/privacy/withdrawn-models/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/privacy/withdrawn-models/{pk}/retrain/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 404}),
+    ("post", "/staff/privacy/models/{pk}/retrain/", {}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
+    ("get", "/staff/privacy/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
+    ("post", "/staff/privacy/", {"username": "owner", "password": "wrong"}, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 302}),
+    ("get", "/admin/privacy/auditevent/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
+]
+
+
+def _owner_state(people, photo):
+    photo.refresh_from_db()
+    owner = type(people[OWNER]).objects.get(pk=people[OWNER].pk)
+    return (photo.status, photo.consent, photo.consent_export, photo.consent_training, photo.image.name,
+            owner.is_active, owner.password)
+
+
+@pytest.mark.parametrize("method,template,data,expected", PRIVACY_MATRIX, ids=[f"{m} {t}" for m, t, _, _ in PRIVACY_MATRIX])
+@pytest.mark.parametrize("role", [ANON, OWNER, OTHER, STAFF])
+def test_privacy_access(people, role, method, template, data, expected):
+    """...and whoever is not the owner changes nothing of the owner's photo or account."""
+    from privacy.models import AccountErasure
+
+    photo = make_photo(people[OWNER])
+    before = _owner_state(people, photo)
+    response = getattr(client_for(role, people), method)(template.format(pk=photo.pk), data or {})
+    assert response.status_code == expected[role], (role, template, response.content[:300])
+    if role != OWNER:
+        assert _owner_state(people, photo) == before
+        assert not AccountErasure.objects.exists()
+        assert (Path(settings.PRIVATE_ROOT) / photo.image.name).is_file()
+
+
+@pytest.mark.parametrize("role,expected", [(ANON, 401), (OWNER, 200), (OTHER, 404), (STAFF, 404)])
+def test_personal_data_download_access(people, role, expected):
+    from privacy.services.downloads import request_download
+
+    download = request_download(user=people[OWNER])
+    assert client_for(role, people).get(f"/api/me/export/{download.pk}/").status_code == expected
+    page = client_for(role, people).get(f"/my/data/downloads/{download.pk}/")
+    assert page.status_code == {ANON: 302, OWNER: 200, OTHER: 404, STAFF: 404}[role]
 
 
 @pytest.mark.parametrize("method,template,data,expected", MATRIX, ids=[f"{m} {t}" for m, t, _, _ in MATRIX])

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('modeling', '0002_registry_runs_queue'),
+        ('modeling', '0003_modelversion_dataset_export'),
     ]
 
     operations = [
