@@ -231,7 +231,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # The age models (modelhub), each overridable from the environment.
 # The recipe a retrain uses unless it names one (modeling.recipes): auto (chosen by the worker's
-# device and the budget) | cpu-30min | gpu-10min | multi-gpu | smoke | custom.
+# device and the budget) | cpu-30min | gpu-10min | multi-gpu | cpu-demo | smoke | custom.
 MODELING_DEFAULT_RECIPE = os.environ.get("MODELING_DEFAULT_RECIPE", "auto")
 # Backbone preselected for the custom recipe: small | efficientnet_lite0 | vgg16.
 MODELING_DEFAULT_BACKBONE = os.environ.get("MODELING_DEFAULT_BACKBONE", "small")
