@@ -1,10 +1,10 @@
-# The two commands a newcomer needs: `make run` and `make test`.
+# The two commands a newcomer needs: `make run` and `make test` (and `make demo` to see the whole loop).
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install migrate demo-admin worker lint clean
+.PHONY: run demo test install migrate demo-admin worker lint clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -30,6 +30,15 @@ demo-admin: migrate
 # Development mode is explicit: the settings default to production (DEBUG off).
 run: export DEBUG = 1
 run: demo-admin
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+# `make run` with a site that already shows the loop: faces to guess (UTKFace from ../shared/data when
+# present, else the repository's fixtures), a simulated crowd, an export, DEX trained and playing.
+# Each step is skipped when done (manage.py demo_setup); development mode is asked for explicitly.
+demo: export DEBUG = 1
+demo: demo-admin
+	$(PY) manage.py demo_setup
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py runserver 127.0.0.1:8000
 

@@ -230,10 +230,17 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # The age models (modelhub), each overridable from the environment.
-# Backbone preselected on the retrain form: small | efficientnet_lite0 | vgg16.
+# The recipe a retrain uses unless it names one (modeling.recipes): auto (chosen by the worker's
+# device and the budget) | cpu-30min | gpu-10min | multi-gpu | cpu-demo | smoke | custom.
+MODELING_DEFAULT_RECIPE = os.environ.get("MODELING_DEFAULT_RECIPE", "auto")
+# Backbone preselected for the custom recipe: small | efficientnet_lite0 | vgg16.
 MODELING_DEFAULT_BACKBONE = os.environ.get("MODELING_DEFAULT_BACKBONE", "small")
-# Budget of a run preselected on the retrain form, in minutes.
-MODELING_DEFAULT_MAX_MINUTES = env_float("MODELING_DEFAULT_MAX_MINUTES", 5.0)
+# Budget of a run (minutes) unless it gives one; unset: the recipe's own (30 on CPU, 10 on a GPU).
+MODELING_DEFAULT_MAX_MINUTES = env_float("MODELING_DEFAULT_MAX_MINUTES", 0.0) or None
+# Processes per network: unset (0) = every visible GPU when there are several (torchrun,
+# DistributedDataParallel), else 1 (the worker's own process); N > 1 = torchrun with N processes
+# (on CPU with gloo too).
+MODELING_TRAIN_PROCESSES = env_int("MODELING_TRAIN_PROCESSES", 0)
 # Training device: auto (a GPU when there is one) | cpu | cuda[:N].
 MODELING_TRAIN_DEVICE = os.environ.get("MODELING_TRAIN_DEVICE", "auto")
 # CPU threads torch uses for training; unset: torch's default.

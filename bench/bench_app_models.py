@@ -55,7 +55,7 @@ def main():
     from labeling.models import Photo, PlayerKind, Vote
     from labeling.services.votes import refresh_consensus
     from modelhub.models import ModelVersion
-    from modelhub.services import predictions, runs, training
+    from modelhub.services import predictions, run_settings, runs, training
     from tests.factories import make_user
 
     t = time.monotonic()
@@ -97,7 +97,7 @@ def main():
 
     # The Retrain button's path, with the form's defaults and "export now".
     training.queue_stale_predictions = lambda: None  # timed separately below
-    defaults = runs.default_train_settings()
+    defaults = run_settings.default_train_settings()
     options = {"export": "now", "include_simulated": True}
     if args.max_minutes is not None:
         options["max_minutes"] = args.max_minutes

@@ -9,13 +9,17 @@ regression head on EfficientNet-Lite0, each with a wall-clock budget, then test 
     python bench/bench_dex_cpu.py train-dex  # (instead of train-pair) Real DEX alone with 2 threads;
                                              # train-l1 the same for the L1 head
     python bench/bench_dex_cpu.py report     # evaluate the trained models, speed figures
+    python bench/bench_dex_cpu.py app-recipe # (after convert, prepare) the app's CPU retrain: the
+                                             # cpu-30min recipe's plan by modeling.plan_runner,
+                                             # DEX_MINUTES for everything (bench/out/dex_cpu/app_recipe/)
 
 Everything goes under bench/out/dex_cpu/ (git-ignored); the figures and commands are printed and
 written to bench/out/dex_cpu/report.md / report.json.  Needs ../shared/data/utkface/aligned.
-Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED (0),
-SPLIT (train,valid,test shares; 75,10,15), FREEZE_BLOCKS (9), FEATURE_VIEWS (3), CROSS_FIT (folds
-for the residual's targets; 4; 0 = the parent's own train-split predictions), FOLD_MINUTES (15), EPOCHS
-(12: the length of the cosine schedule), PAIR (the two runs of train-pair; real_dex,real_l1), PARENT (the
+Every hyper-parameter comes from modeling.recipes.CPU_30MIN (what the app's CPU retrain runs).
+Environment knobs: DEX_MINUTES (30), RES_MINUTES (12), L1_MINUTES (= DEX_MINUTES), SEED, FREEZE_BLOCKS,
+FEATURE_VIEWS, EPOCHS (each the recipe's unless set), SPLIT (train,valid,test shares; 75,10,15),
+CROSS_FIT (folds for the residual's targets; 4; 0 = the parent's own train-split predictions),
+FOLD_MINUTES (15), PAIR (the two runs of train-pair; real_dex,real_l1), PARENT (the
 run the folds copy and the residual corrects; else bench/out/dex_cpu/parent.txt, written by
 choose-parent; else real_dex).  With two candidate recipes for the parent, run the steps as separate
 commands:  PAIR=real_dex,real_dex_mixup ... train-pair; ... choose-parent; ... train-folds;
@@ -35,13 +39,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.dex_report import parent_run  # noqa: E402
+from modeling.recipes import CPU_30MIN  # noqa: E402
+from modeling.train import TrainConfig  # noqa: E402
+from modeling.train.cli import config_argv  # noqa: E402
 
 OUT = os.path.join(ROOT, "bench", "out", "dex_cpu")
 DATA_SRC = os.environ.get("UTK_DIR", os.path.join(ROOT, "..", "shared", "data", "utkface", "aligned"))
 DATA = os.path.join(ROOT, "bench", "out", "utkface_appa")
 CACHE = os.path.join(ROOT, "bench", "out", ".cache")
 PY = sys.executable
-SEED = int(os.environ.get("SEED", "0"))
+SEED = int(os.environ.get("SEED", str(CPU_30MIN.net["seed"])))
 DEX_MIN = float(os.environ.get("DEX_MINUTES", "30"))
 RES_MIN = float(os.environ.get("RES_MINUTES", "12"))
 L1_MIN = float(os.environ.get("L1_MINUTES", str(DEX_MIN)))
@@ -52,27 +59,35 @@ L1_MIN = float(os.environ.get("L1_MINUTES", str(DEX_MIN)))
 # so 4 folds (each on 75%).
 CROSS_FIT = int(os.environ.get("CROSS_FIT", "4"))
 FOLD_MIN = float(os.environ.get("FOLD_MINUTES", "15"))
-# The cosine schedule runs over EPOCHS epochs (or the wall-clock budget, whichever ends first): the
-# runs over-fit after 8-11 epochs, and a schedule that finishes did better than one cut off mid-way.
-EPOCHS = os.environ.get("EPOCHS", "12")
 # train : valid : test shares of the seeded, age-stratified split of UTKFace (fixed once chosen)
 SPLIT = tuple(float(x) for x in os.environ.get("SPLIT", "75,10,15").split(","))
 
-# The recipe (docs/benchmarks.md, "Modeling (issue 6)"): EfficientNet-Lite0 at 112 px, the stem and
-# the first FREEZE_BLOCKS - 1 blocks frozen and computed once per image for FEATURE_VIEWS views
-# (original, mirror, random shift/scale/rotation/colour augmentations), flip TTA on valid/test, an
-# exponential moving average of the weights, AdamW + warm-up + cosine over the wall-clock budget.
-FREEZE = os.environ.get("FREEZE_BLOCKS", "9")
-VIEWS = os.environ.get("FEATURE_VIEWS", "3")
-COMMON = ["--data", DATA, "--target", "real", "--backbone", "efficientnet_lite0", "--image-size", "112",
-          "--freeze-blocks", FREEZE, "--feature-views", VIEWS, "--eval-views", "2", "--batch-size", "64",
-          "--weight-decay", "0.01", "--ema-decay", "0.998", "--epochs", EPOCHS, "--patience", "6",
-          "--seed", str(SEED), "--cache-dir", CACHE, "--threads", "1", "--no-progress"]
+# The recipe is modeling.recipes.CPU_30MIN (docs/benchmark_log.md, "Modeling (issue 6)"), the one
+# the app's retrain runs on a CPU: EfficientNet-Lite0 at 112 px, the stem and the first
+# FREEZE_BLOCKS - 1 blocks frozen and computed once per image for FEATURE_VIEWS views (original,
+# mirror, random shift/scale/rotation/colour augmentations), flip TTA on valid/test, an exponential
+# moving average of the weights, AdamW + warm-up + cosine over EPOCHS or the wall-clock budget.
+# Its two members are real_dex (no mixup) and real_dex_mixup; its residual is real_residual. The
+# knobs below only override the recipe's values when they are set.
+KNOBS = {"freeze_blocks": os.environ.get("FREEZE_BLOCKS"), "feature_views": os.environ.get("FEATURE_VIEWS"),
+         "epochs": os.environ.get("EPOCHS"), "seed": os.environ.get("SEED")}
+KNOBS = {k: int(v) for k, v in KNOBS.items() if v}
+RUN = {"cache_dir": CACHE, "threads": 1, "progress_bar": False}
+
+
+def recipe_args(settings: dict) -> list[str]:
+    """``python -m modeling.train`` arguments of a recipe's settings (nothing spelled a second time)."""
+    config = {**settings, **KNOBS, **RUN}
+    cfg = TrainConfig(data=DATA, out="", target="real", **config)
+    return config_argv(cfg, only={"data", "target", *config})
+
+
 # Real DEX and the L1 head train at the same time (one thread each), so that both see the same
 # machine load; the frozen stages' features are computed once beforehand ("prepare", not counted in
 # the budgets, timed separately).
-DEX_RECIPE = COMMON + ["--lr", "1e-3", "--label-sigma", "2"]
-RECIPES = {"real_dex": DEX_RECIPE, "real_dex_mixup": DEX_RECIPE + ["--mixup", "0.4"]}
+COMMON = recipe_args(CPU_30MIN.net)
+RECIPES = {"real_dex": recipe_args(CPU_30MIN.member_config(0)),
+           "real_dex_mixup": recipe_args(CPU_30MIN.member_config(1))}
 PAIR = os.environ.get("PAIR", "real_dex,real_l1").split(",")
 PARENT = parent_run(OUT)
 FOLDS = {f"real_fold{k}": RECIPES[PARENT] + ["--out", f"{OUT}/real_fold{k}", "--holdout-fold", f"{k}/{CROSS_FIT}",
@@ -80,18 +95,17 @@ FOLDS = {f"real_fold{k}": RECIPES[PARENT] + ["--out", f"{OUT}/real_fold{k}", "--
          for k in range(1, CROSS_FIT + 1)}
 CROSS_FIT_ARGS = (["--cross-fit-predictions", ",".join(f"{OUT}/{n}/predictions_heldout.csv" for n in FOLDS)]
                   if FOLDS else [])
+PARENT_MIXUP = CPU_30MIN.member_config(1 if PARENT == "real_dex_mixup" else 0)["mixup"]
 RUNS = {
     **{name: recipe + ["--out", f"{OUT}/{name}", "--max-minutes", str(DEX_MIN)] for name, recipe in RECIPES.items()},
-    # A fresh net from the ImageNet weights, not from the parent's: the parent's backbone has
-    # memorised the training images' ages, so started from it the residual can read the true age of
-    # a training image and learns the gap between the fold models and the parent, which on new faces
-    # pushes the parent further away from the folds (over-correction, docs/benchmarks.md).
-    "real_residual": COMMON + ["--out", f"{OUT}/real_residual", "--lr", "1e-3", "--label-sigma", "2",
-                               "--residual-of", f"{OUT}/{PARENT}/model.pt", *CROSS_FIT_ARGS,
-                               "--no-init-from-parent", "--max-minutes", str(RES_MIN)],
+    # The recipe's residual: a fresh net from the ImageNet weights, not from the parent's (the
+    # parent's backbone has memorised the training images' ages; see modeling.recipes).
+    "real_residual": recipe_args(CPU_30MIN.residual_config()) + [
+        "--out", f"{OUT}/real_residual", "--residual-of", f"{OUT}/{PARENT}/model.pt", *CROSS_FIT_ARGS,
+        "--max-minutes", str(RES_MIN)],
     # the parent's recipe with the L1 head instead of DEX's
-    "real_l1": COMMON + ["--out", f"{OUT}/real_l1", "--head", "l1", "--lr", "1e-3",
-                         *RECIPES[PARENT][len(DEX_RECIPE):], "--max-minutes", str(L1_MIN)],
+    "real_l1": recipe_args({**CPU_30MIN.net, "head": "l1", "mixup": PARENT_MIXUP}) + [
+        "--out", f"{OUT}/real_l1", "--max-minutes", str(L1_MIN)],
 }
 
 
@@ -146,7 +160,7 @@ def prepare():
     t = time.time()
     ds = D.read_dataset(DATA)
     for split in D.SPLITS:  # resized once here, so that the two processes below do not both do it
-        D.tensor_cache(ds[split], int(COMMON[COMMON.index("--image-size") + 1]), CACHE, desc=split)
+        D.tensor_cache(ds[split], CPU_30MIN.net["image_size"], CACHE, desc=split)
     wait(start(COMMON + ["--out", f"{OUT}/prepare_train", "--prepare-only", "--prepare-splits", "train"], "prepare_train"),
          start(COMMON + ["--out", f"{OUT}/prepare_eval", "--prepare-only", "--prepare-splits", "valid,test"], "prepare_eval"))
     with open(os.path.join(OUT, "prepare_seconds.txt"), "w") as fh:
@@ -197,6 +211,26 @@ def train_residual():
     train_solo("real_residual")
 
 
+def app_recipe():
+    """The app's CPU retrain on this split: modeling.plan_runner runs the cpu-30min recipe's plan
+    for the real target within DEX_MINUTES (the preparation, the members, their ensemble, and the
+    folds and residual when the budget pays for them), alone on the box with all its cores."""
+    out = f"{OUT}/app_recipe"
+    cmd = [PY, "-m", "modeling.plan_runner", "--data", DATA, "--out", out, "--recipe", CPU_30MIN.name,
+           "--target", "real", "--max-minutes", str(DEX_MIN), "--cache-dir", CACHE]
+    shown = " ".join(shlex.quote(x) for x in rel(cmd[1:]))
+    print(f"$ python {shown}", flush=True)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "commands.txt"), "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {load()} python {shown}\n")
+    t = time.time()
+    with open(os.path.join(OUT, "app_recipe.log"), "a") as log:
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    print(f"  app_recipe -> rc {rc} after {time.time() - t:.0f} s (log bench/out/dex_cpu/app_recipe.log)", flush=True)
+    if rc:
+        raise SystemExit(rc)
+
+
 def report():
     from bench.dex_report import main as report_main
     report_main(OUT, DATA)
@@ -220,5 +254,7 @@ if __name__ == "__main__":
         train_folds()
     if what in ("all", "train", "train-residual"):
         train_residual()
+    if what == "app-recipe":
+        app_recipe()
     if what in ("all", "report"):
         report()

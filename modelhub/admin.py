@@ -13,7 +13,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ("id", "status", "stage", "progress_pct", "requested_by", "dataset_export", "created_at", "page")
     list_filter = ("status",)
     readonly_fields = ("status", "progress", "stage", "epoch", "valid_mae", "log_tail", "device", "celery_task_id",
-                       "tables", "promotion", "created_at", "started_at", "finished_at", "heartbeat_at", "attempts",
+                       "plan", "tables", "promotion", "created_at", "started_at", "finished_at", "heartbeat_at", "attempts",
                        "error")
     actions = ["retrain", "cancel"]
 
@@ -25,7 +25,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def page(self, obj):
         return format_html('<a href="{}">watch</a>', reverse("model_run", args=[obj.pk]))
 
-    @admin.action(description="Retrain (a new run with the same settings on the latest export)")
+    @admin.action(description="Retrain (a new run with the same settings and recipe on the latest export; "
+                               "with no run selected, the default recipe)")
     def retrain(self, request, queryset):
         run = queryset.order_by("-pk").first()
         options = {k: v for k, v in (run.settings if run else {}).items() if k not in ("dataset_dir",)}

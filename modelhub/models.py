@@ -38,6 +38,10 @@ class TrainingRun(models.Model):
     promotion = models.JSONField(default=dict, blank=True)
     # Tables II/III of this run (markdown and JSON from modeling.evaluate).
     tables = models.JSONField(default=dict, blank=True)
+    # What the run trains and how far each step is: modeling.plan.Plan.to_dict() (the recipe, why it
+    # was chosen, the steps) and "state" (each step's status, progress, epoch, valid MAE, times);
+    # written by the worker when it starts the run (modelhub.services.run_progress).
+    plan = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

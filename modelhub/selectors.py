@@ -1,6 +1,7 @@
 """Reads of the age models: who may do what, runs, versions, exports to train on, and "you vs DEX"."""
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -86,6 +87,61 @@ def run_notice(run: TrainingRun) -> str:
     return "Cancelled: nothing was promoted."
 
 
+def remaining_seconds(fraction: float | None, elapsed_s: float | None) -> float | None:
+    """Time left at the rate measured so far: elapsed x (1 - f) / f; None before 1% is done."""
+    if fraction is None or elapsed_s is None or fraction < 0.01:
+        return None
+    return round(elapsed_s * (1.0 - min(1.0, fraction)) / fraction, 1)
+
+
+def _since(iso: str | None, now) -> float | None:
+    if not iso:
+        return None
+    try:
+        return max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
+    except ValueError:
+        return None
+
+
+def step_rows(plan: dict, now, running: bool = True) -> list[dict]:
+    """Every step of a run's plan with its status, progress (%), epoch, valid MAE, elapsed and ETA
+    (while the run is running)."""
+    rows = []
+    for step in plan.get("steps", []):
+        st = plan.get("state", {}).get(step["key"], {})
+        status = st.get("status", "pending")
+        if status == "running" and not running:  # a worker died with it: the run says what happened
+            status = "interrupted"
+        elapsed = st.get("wall_seconds") if status == "done" else _since(st.get("started_at"), now)
+        if status in ("failed", "cancelled", "interrupted"):
+            elapsed = _since(st.get("started_at"), datetime.fromisoformat(st["finished_at"])) if st.get(
+                "finished_at") else None
+        progress = float(st.get("progress", 0.0))
+        eta = 0.0 if status == "done" else remaining_seconds(progress, elapsed) if status == "running" else None
+        rows.append({"key": step["key"], "title": step["title"], "kind": step["kind"], "stage": step.get("stage"),
+                     "status": status, "progress": round(progress * 100, 1), "epoch": st.get("epoch"),
+                     "epochs": st.get("epochs") or step.get("config", {}).get("epochs"),
+                     "valid_mae": st.get("valid_mae"), "test_mae": st.get("test_mae"),
+                     "budget_minutes": st.get("budget_minutes"),
+                     "elapsed_s": None if elapsed is None else round(elapsed, 1), "eta_s": eta})
+    return rows
+
+
+def plan_payload(run: TrainingRun) -> dict | None:
+    """The run's recipe and steps (None until a worker has made the plan), and the run's ETA."""
+    plan = run.plan or {}
+    if not plan.get("steps"):
+        return None
+    now = timezone.now()
+    running = run.status == RunStatus.RUNNING
+    elapsed = _since(run.started_at.isoformat() if run.started_at else None, now) if running else None
+    return {"recipe": plan.get("recipe"), "title": plan.get("recipe_info", {}).get("title", ""),
+            "why": plan.get("why", ""), "level": plan.get("level", ""), "target": plan.get("target"),
+            "budget_minutes": plan.get("budget_minutes"), "steps": step_rows(plan, now, running),
+            "elapsed_s": None if elapsed is None else round(elapsed, 1),
+            "eta_s": remaining_seconds(run.progress, elapsed) if running else None}
+
+
 def run_payload(run: TrainingRun) -> dict:
     """The JSON the run page polls."""
     return {
@@ -97,6 +153,8 @@ def run_payload(run: TrainingRun) -> dict:
         "valid_mae": run.valid_mae,
         "device": run.device,
         "settings": run.settings,
+        "recipe": (run.plan or {}).get("recipe") or run.settings.get("recipe", "custom"),
+        "plan": plan_payload(run),
         "dataset_export": run.dataset_export_id,
         "attempts": run.attempts,
         "cancel_requested": run.cancel_requested,

@@ -25,8 +25,9 @@ from labeling.services.uploads import MIN_FACE_CONFIDENCE
 from modelhub import maps, selectors
 from modelhub.models import ModelRole, ModelVersion, TrainingRun
 from modelhub.registry import NoActiveModel, active_models, predict_faces
-from modelhub.services import promotion, runs
+from modelhub.services import promotion, run_settings, runs
 from modelhub.services.predictions import queue_stale_predictions
+from modeling import recipes
 from modeling.faces import detect, face_crop
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ def dashboard(request):
         "runs": selectors.runs()[:20],
         "versions": selectors.versions()[:40],
         "exports": selectors.finished_exports()[:20],
-        "defaults": runs.default_train_settings(),
-        "backbones": runs.BACKBONES,
+        "defaults": run_settings.default_train_settings(),
+        "custom": run_settings.custom_defaults(),
+        "recipes": run_settings.recipe_choices(),
+        "backbones": run_settings.BACKBONES,
         "embedded": selectors.embedded_mode(),
         "previous": {role: selectors.previous_version(role) for role in ModelRole.values},
     }
@@ -66,6 +69,8 @@ def train(request):
     _staff_only(request)
     data = {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
     data["include_simulated"] = "include_simulated" in request.POST
+    if data.get("recipe") != "custom":  # the form always posts the custom recipe's fields
+        data = {k: v for k, v in data.items() if k not in recipes.CUSTOM_FIELDS}
     try:
         run = runs.request_training(user=request.user, **data)
     except runs.TrainingRefused as exc:
@@ -168,7 +173,8 @@ class IsStaff(permissions.BasePermission):
 
 
 class TrainView(APIView):
-    """POST /api/models/train/ `{target, backbone, image_size, epochs, batch_size, max_minutes, export}`."""
+    """POST /api/models/train/ `{recipe, target, max_minutes, export}` (or the custom recipe's
+    `{backbone, image_size, epochs, batch_size, lr}`)."""
 
     permission_classes = [permissions.IsAuthenticated, IsStaff]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
@@ -177,12 +183,19 @@ class TrainView(APIView):
         operation_id="models_train",
         request=inline_serializer("TrainRequest", {
             "export": serializers.CharField(required=False, help_text="'latest' (default), 'now' or an export id"),
+            "recipe": serializers.ChoiceField(list(run_settings.RECIPE_CHOICES), required=False,
+                                              help_text="default: MODELING_DEFAULT_RECIPE ('auto': chosen by the "
+                                                        "worker's device and the budget); 'custom' when only "
+                                                        "single-net fields are given"),
             "target": serializers.ChoiceField(["full", "apparent", "real"], required=False),
-            "backbone": serializers.ChoiceField(list(runs.BACKBONES), required=False),
-            "max_minutes": serializers.FloatField(required=False, help_text="budget of the whole run"),
-            "epochs": serializers.IntegerField(required=False),
-            "image_size": serializers.IntegerField(required=False),
-            "batch_size": serializers.IntegerField(required=False),
+            "max_minutes": serializers.FloatField(required=False, help_text="budget of the whole run's networks "
+                                                                          "(default: the recipe's)"),
+            "backbone": serializers.ChoiceField(list(run_settings.BACKBONES), required=False,
+                                                help_text="custom recipe only"),
+            "epochs": serializers.IntegerField(required=False, help_text="custom recipe only"),
+            "image_size": serializers.IntegerField(required=False, help_text="custom recipe only"),
+            "batch_size": serializers.IntegerField(required=False, help_text="custom recipe only"),
+            "lr": serializers.FloatField(required=False, help_text="custom recipe only"),
             "include_simulated": serializers.BooleanField(required=False),
         }),
         responses={202: OpenApiResponse(OpenApiTypes.OBJECT, description="the queued run"),

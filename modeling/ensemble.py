@@ -11,8 +11,12 @@ it, a residual can be trained on it (``--residual-of``), and ``modeling.evaluate
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import sys
 import time
+
+import numpy as np
 
 from modeling.modelfile import ModelFileError, file_sha256, load_model_file, save_model_file
 
@@ -61,6 +65,35 @@ def make_ensemble(paths: list[str], out: str) -> str:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return save_model_file(out, kind="net", config=config, metadata=metadata, tensors=tensors)
+
+
+def average_predictions(member_dirs: list[str], out_dir: str, target: str, splits=("valid", "test")) -> dict:
+    """The ensemble's metrics on ``splits`` from its members' ``predictions_<split>.csv`` (written by
+    ``modeling.train``), without running a network: a DEX ensemble's age is the mean of its members'
+    ages (the expectation is linear, so is the flip average). Writes the ensemble's own
+    ``predictions_<split>.csv`` into ``out_dir``; returns ``{"<split>_<target>_mae": ..., "_cs5": ...}``."""
+    metrics = {}
+    for split in splits:
+        tables = []
+        for d in member_dirs:
+            path = os.path.join(d, f"predictions_{split}.csv")
+            if not os.path.isfile(path):
+                break
+            with open(path, newline="") as fh:
+                tables.append({r["file_name"]: (float(r["target"]), float(r["prediction"])) for r in csv.DictReader(fh)})
+        if len(tables) != len(member_dirs) or not tables or any(t.keys() != tables[0].keys() for t in tables):
+            continue  # a split some member did not predict (e.g. no test split): nothing to average
+        names = list(tables[0])
+        truth = np.array([tables[0][n][0] for n in names])
+        pred = np.mean([[t[n][1] for n in names] for t in tables], axis=0)
+        err = np.abs(pred - truth)
+        metrics[f"{split}_{target}_mae"] = float(err.mean())
+        metrics[f"{split}_{target}_cs5"] = float((err <= 5).mean())
+        with open(os.path.join(out_dir, f"predictions_{split}.csv"), "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file_name", "target", "prediction"])
+            w.writerows([n, f"{t:g}", f"{p:.4f}"] for n, t, p in zip(names, truth, pred))
+    return metrics
 
 
 def main(argv=None) -> int:

@@ -46,13 +46,14 @@ def json_safe(value):
 
 def register_version(run: TrainingRun, stage: Stage, path: Path, metrics: dict, parent: ModelVersion | None,
                      fingerprint: str) -> ModelVersion:
-    """The model version of one stage of a run (once per run and kind: a resumed run updates it)."""
+    """The model version of one stage of a run (once per run and stage: a resumed run updates it;
+    a run may have two residual stages, told apart by their names)."""
     relative = str(path.resolve().relative_to(Path(settings.PRIVATE_ROOT).resolve()))
     # The run's export as stored now ("export now" sets it on the row while the run goes on).
     export_id = TrainingRun.objects.filter(pk=run.pk).values_list("dataset_export_id", flat=True).first()
     version, _ = ModelVersion.objects.update_or_create(
-        run=run, kind=stage.kind,
-        defaults={"role": stage.role, "name": stage.name, "file": relative, "metrics": json_safe(metrics),
+        run=run, kind=stage.kind, name=stage.name,
+        defaults={"role": stage.role, "file": relative, "metrics": json_safe(metrics),
                   "parent": parent, "test_split_fingerprint": fingerprint, "dataset_export_id": export_id},
     )
     return version

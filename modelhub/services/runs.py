@@ -1,8 +1,9 @@
-"""Training runs as records: asking for one, cancelling it, queueing it, the run lock, progress.
+"""Training runs as records: asking for one, cancelling it, queueing it, the run lock.
 
 One run at a time: a partial unique constraint allows one queued-or-running run per queue, and an
 exclusive file lock on the run's folder makes sure two worker processes never write the same run.
-What a run trains, and how, is `modelhub.services.training`.
+What a request may ask for is `modelhub.services.run_settings`; what a run trains, and how,
+`modelhub.services.training`; its progress, `modelhub.services.run_progress`.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -22,27 +22,14 @@ from django.utils import timezone
 from appareal_site.celery import app as celery_app
 from labeling.models import DatasetExport, ExportPurpose, ExportStatus
 from modelhub.models import RunStatus, TrainingRun
-from modeling import pipeline
+from modelhub.services.run_settings import TrainingRefused, clean_train_settings
+
+__all__ = ["RunAlreadyOpen", "RunCancelled", "RunLock", "TrainingRefused", "append_log", "cancel_run", "claim_run",
+           "enqueue_run", "finish_run", "open_run", "request_training", "resume_interrupted_runs", "run_dir"]
 
 logger = logging.getLogger(__name__)
 
-BACKBONES = ("small", "efficientnet_lite0", "vgg16")
 LOG_TAIL_LINES = 40
-PROGRESS_EVERY_S = 1.0
-CANCEL_CHECK_EVERY_S = 1.0
-
-
-class TrainingRefused(Exception):
-    """A training request that is not accepted; `status_code` is the HTTP answer."""
-
-    status_code = 400
-
-    def __init__(self, message: str, field: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status_code:
-            self.status_code = status_code
 
 
 class RunAlreadyOpen(TrainingRefused):
@@ -51,91 +38,6 @@ class RunAlreadyOpen(TrainingRefused):
 
 class RunCancelled(Exception):
     """Staff asked to cancel the run while it trained."""
-
-
-# ------------------------------------------------------------------------------------------
-# settings of a run
-
-def default_train_settings() -> dict:
-    """The embedded default: a small budget that finishes on a laptop CPU."""
-    return {
-        "target": "full",
-        "backbone": settings.MODELING_DEFAULT_BACKBONE,
-        "pretrained": "none",
-        "image_size": 64,
-        "epochs": 8,
-        "batch_size": 32,
-        "lr": 1e-3,
-        "max_minutes": float(settings.MODELING_DEFAULT_MAX_MINUTES),
-        "limit_train": None,
-        "seed": 0,
-        "export": "latest",
-        "include_simulated": True,
-        "min_kept_votes": None,
-    }
-
-
-# (key, type, lowest, highest, the message when it is not a number in that range)
-NUMBERS = (
-    ("image_size", int, 32, 256, "The image size must be a whole number of pixels from 32 to 256."),
-    ("epochs", int, 1, 500, "Epochs must be a whole number from 1 to 500."),
-    ("batch_size", int, 1, 1024, "The batch size must be a whole number from 1 to 1024."),
-    ("lr", float, 1e-6, 1.0, "The learning rate must be between 1e-6 and 1."),
-    ("max_minutes", float, 0.05, 7 * 24 * 60, "The budget must be between 0.05 and 10080 minutes."),
-    ("limit_train", int, 1, 10_000_000, "limit_train must be a positive whole number."),
-    ("seed", int, 0, 2**31 - 1, "The seed must be a non-negative whole number."),
-    ("min_kept_votes", int, 1, 10_000, "The minimum number of kept votes must be between 1 and 10000."),
-)
-
-
-def _num(data, key, cast, lo, hi, message):
-    value = data.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        value = cast(value)
-    except (TypeError, ValueError):
-        raise TrainingRefused(message, key) from None
-    if not lo <= value <= hi:
-        raise TrainingRefused(message, key)
-    return value
-
-
-def clean_train_settings(data: dict | None) -> dict:
-    """Validated settings of a run (missing keys take the defaults), or TrainingRefused naming the field."""
-    data = dict(data or {})
-    out = default_train_settings()
-    target = str(data.get("target") or out["target"])
-    if target not in pipeline.TARGETS:
-        raise TrainingRefused(f"Choose a target among {', '.join(sorted(pipeline.TARGETS))}.", "target")
-    out["target"] = target
-    backbone = str(data.get("backbone") or out["backbone"])
-    if backbone not in BACKBONES:
-        raise TrainingRefused(f"Choose a backbone among {', '.join(BACKBONES)}.", "backbone")
-    out["backbone"] = backbone
-    pretrained = str(data.get("pretrained") or ("none" if backbone == "small" else "imagenet"))
-    if pretrained not in ("imagenet", "none"):
-        raise TrainingRefused("pretrained must be 'imagenet' or 'none'.", "pretrained")
-    if backbone == "small":
-        pretrained = "none"
-    out["pretrained"] = pretrained
-    for key, cast, lo, hi, msg in NUMBERS:
-        value = _num(data, key, cast, lo, hi, msg)
-        if value is not None:
-            out[key] = value
-    export = data.get("export", data.get("export_id"))
-    if export in (None, ""):
-        export = out["export"]
-    if export not in ("now", "latest"):
-        try:
-            export = int(export)
-        except (TypeError, ValueError):
-            raise TrainingRefused("Choose a finished export, 'latest', or 'now'.", "export") from None
-    out["export"] = export
-    if "include_simulated" in data:
-        value = data.get("include_simulated")
-        out["include_simulated"] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
-    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -357,52 +259,3 @@ def claim_run(run_id: int) -> TrainingRun | None:
 
 def finish_run(run_id: int, status: str, **fields) -> None:
     TrainingRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now(), **fields)
-
-
-@dataclass
-class RunProgress:
-    """The training core's progress callback and stop check for one stage of a run: writes the
-    run's progress and log (at most every PROGRESS_EVERY_S) and reads its cancel flag (at most
-    every CANCEL_CHECK_EVERY_S)."""
-
-    run_id: int
-    stage_index: int
-    n_stages: int
-    stage: str
-    epochs: int
-    last_write: float = 0.0
-    last_cancel_check: float = 0.0
-    cancel: bool = False
-
-    def overall(self, fraction: float) -> float:
-        return round(min(0.99, (self.stage_index + max(0.0, min(1.0, fraction))) / self.n_stages), 4)
-
-    def __call__(self, record: dict) -> None:
-        event = record.get("event")
-        now = time.monotonic()
-        fields = {"heartbeat_at": timezone.now()}
-        if event == "epoch":
-            epoch = int(record.get("epoch", 0))
-            fields.update(epoch=epoch, progress=self.overall(epoch / max(1, self.epochs)))
-            if record.get("valid_mae") is not None:
-                fields["valid_mae"] = float(record["valid_mae"])
-            TrainingRun.objects.filter(pk=self.run_id).update(**fields)
-            mae = record.get("valid_mae")
-            append_log(self.run_id, f"{self.stage}: epoch {epoch}" + (f", valid MAE {mae:.3f}" if mae is not None else "")
-                       + (" (parent only)" if record.get("note") else ""))
-            self.last_write = now
-        elif event == "step":
-            if now - self.last_write >= PROGRESS_EVERY_S:
-                fields.update(progress=self.overall(float(record.get("fraction", 0.0))))
-                TrainingRun.objects.filter(pk=self.run_id).update(**fields)
-                self.last_write = now
-        elif event == "start":
-            append_log(self.run_id, f"{self.stage}: training on {record.get('device')} "
-                       f"({record.get('n_train')} train / {record.get('n_valid')} valid / {record.get('n_test')} test)")
-
-    def should_stop(self) -> bool:
-        now = time.monotonic()
-        if now - self.last_cancel_check >= CANCEL_CHECK_EVERY_S:
-            self.last_cancel_check = now
-            self.cancel = TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
-        return self.cancel

@@ -1,12 +1,16 @@
 """Running a recorded training run: its dataset, its stages, its tables and the promotion gate.
 
 `run_training` is what the Celery task on the `gpu` queue calls. A run trains the networks of its
-target (``modeling.pipeline.plan``) one stage after the other, each in its own folder under
-``PRIVATE_ROOT/runs/<run id>/``; ``modeling.train`` checkpoints every epoch there and resumes from
-the checkpoint when the same stage is started again, so a worker killed in the middle of a run
-continues where it stopped when a worker picks the run up again (a redelivered message, or
-`resume_interrupted_runs` when a worker starts). Model versions are registered as stages finish,
-but nothing is activated until the whole run has succeeded.
+target with its recipe: the worker that picks it up chooses the recipe when the run asks for
+``auto`` (by its GPUs and the budget: ``modeling.recipes.choose_recipe``), makes the plan
+(``modeling.plan``) and records it on the run, then runs its steps (``modeling.plan_runner``),
+each in its own folder under ``PRIVATE_ROOT/runs/<run id>/``. With several GPUs (or
+``MODELING_TRAIN_PROCESSES``) every network trains under torchrun. ``modeling.train`` checkpoints
+every epoch and resumes from the checkpoint, a finished step leaves ``done.json``, and a resumed
+run keeps its recorded plan, so a worker killed in the middle of a run continues where it stopped
+when a worker picks the run up again (a redelivered message, or `resume_interrupted_runs` when a
+worker starts). Model versions are registered as stages finish, but nothing is activated until the
+whole run has succeeded.
 """
 from __future__ import annotations
 
@@ -19,28 +23,22 @@ from pathlib import Path
 
 import torch
 from django.conf import settings
-from django.utils import timezone
 
 from labeling.models import ExportStatus
 from labeling.selectors.exports import export_path
 from labeling.services.exports import export_now
-from modelhub.models import ModelKind, ModelVersion, RunStatus, TrainingRun
+from modelhub.models import ModelVersion, RunStatus, TrainingRun
+from modelhub.registry import model_path
 from modelhub.services.predictions import queue_stale_predictions
 from modelhub.services.promotion import json_safe, promote_if_better, register_version
-from modelhub.services.runs import (
-    RunCancelled,
-    RunLock,
-    RunProgress,
-    append_log,
-    claim_run,
-    finish_run,
-    run_dir,
-)
+from modelhub.services.run_progress import RunProgress
+from modelhub.services.runs import RunCancelled, RunLock, append_log, claim_run, finish_run, run_dir
 from modeling import data as D
-from modeling import pipeline
-from modeling.evaluate import paper_tables, split_mae
-from modeling.svr import fit_svr_file
-from modeling.train import TrainConfig, TrainingError, train
+from modeling import pipeline, recipes
+from modeling.evaluate import paper_tables
+from modeling.plan import Plan, make_plan
+from modeling.plan_runner import PlanStopped, RunnerSettings, model_file, run_plan
+from modeling.train import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -138,99 +136,87 @@ def extract_export(export) -> str:
 
 
 # ------------------------------------------------------------------------------------------
-# the stages
+# the plan: the recipe (chosen here, where the device is known), its steps, their training
 
-def train_config(run: TrainingRun, stage: pipeline.Stage, data_dir: str, out: Path, parent_path: str | None,
-                 budget_minutes: float | None) -> TrainConfig:
+def visible_gpus() -> int:
+    if settings.MODELING_TRAIN_DEVICE == "cpu" or not torch.cuda.is_available():
+        return 0
+    return torch.cuda.device_count()
+
+
+def train_processes(gpus: int) -> int:
+    """Processes per network: MODELING_TRAIN_PROCESSES when set (on CPU too: gloo), else every
+    visible GPU when there are several (torchrun), else one (in the worker's own process)."""
+    if settings.MODELING_TRAIN_PROCESSES:
+        return int(settings.MODELING_TRAIN_PROCESSES)
+    return gpus if gpus > 1 else 1
+
+
+def run_plan_of(run: TrainingRun, gpus: int, processes: int) -> Plan:
+    """The run's plan: the one an earlier attempt recorded (a resumed run keeps its plan), else the
+    recipe's plan for the run's target and budget."""
+    if run.plan.get("steps"):
+        return Plan.from_dict(run.plan)
     cfg = run.settings
-    return TrainConfig(
-        data=data_dir,
-        out=str(out),
-        target=stage.target,
-        backbone=cfg["backbone"],
-        pretrained=cfg.get("pretrained", "none"),
-        residual_of=parent_path if stage.kind == ModelKind.RESIDUAL else None,
-        image_size=int(cfg["image_size"]),
-        epochs=int(cfg["epochs"]),
-        batch_size=int(cfg["batch_size"]),
-        lr=float(cfg.get("lr", 1e-3)),
-        warmup_steps=int(cfg.get("warmup_steps", 20)),
-        seed=int(cfg.get("seed", 0)),
-        max_minutes=budget_minutes,
-        limit_train=cfg.get("limit_train"),
-        skip_bad=True,
-        cache_dir=str(run_dir(run.pk) / ".cache"),
-        device=settings.MODELING_TRAIN_DEVICE,
-        threads=settings.MODELING_TORCH_THREADS,
-        progress_bar=False,
-        patience=int(cfg.get("patience", 5)),
-    )
+    name = cfg.get("recipe") or recipes.CUSTOM  # runs recorded before recipes: one net per stage
+    if name == recipes.AUTO:
+        recipe, why = recipes.choose_recipe(gpus=min(gpus, processes) if gpus else 0, minutes=cfg.get("max_minutes"))
+        why = f"auto: {why}"
+    elif name == recipes.CUSTOM:
+        recipe, why = recipes.custom_recipe(cfg), "the settings given"
+    else:
+        recipe, why = recipes.get_recipe(name), "asked for"
+    minutes = cfg.get("max_minutes") if cfg.get("max_minutes") is not None else recipe.minutes
+    return make_plan(recipe, cfg["target"], float(minutes), why=why)
 
 
-def _fit_svr_stage(run: TrainingRun, stage: pipeline.Stage, parent_path: str, data_dir: str, out: Path) -> dict:
-    append_log(run.pk, f"{stage.name}: fitting the RBF SVR on the train predictions")
-    cache_dir = str(run_dir(run.pk) / ".cache")
-    model_file = out / "model.pt"
-    os.makedirs(out, exist_ok=True)
-    fit_svr_file(parent_path, data_dir, str(model_file), cache_dir=cache_dir)
-    return {"test_real_mae": split_mae(str(model_file), data_dir, "real", cache_dir=cache_dir)}
+class _RunRecorder(RunProgress):
+    """The run's progress, and a model version for every pipeline stage as its step finishes."""
 
+    def __init__(self, run: TrainingRun, plan: Plan, fingerprint: str, settings_: RunnerSettings):
+        super().__init__(run.pk, plan, dict(run.plan.get("state") or {}))
+        self.run, self.fingerprint, self.settings = run, fingerprint, settings_
+        self.versions: dict[str, ModelVersion] = {}
 
-def _train_net_stage(run: TrainingRun, stage: pipeline.Stage, progress: RunProgress, config: TrainConfig) -> dict:
-    if progress.should_stop():
-        raise RunCancelled()
-    result = train(config, on_progress=progress, should_stop=progress.should_stop)
-    if result.status == "stopped":
-        raise RunCancelled()
-    metrics = dict(result.metrics)
-    metrics.update(status=result.status, epochs_run=result.epochs_run, best_epoch=result.best_epoch,
-                   train_seconds=round(result.train_seconds, 2),
-                   images_per_second=round(result.images_per_second, 1), device=result.device)
-    append_log(run.pk, f"{stage.name}: done ({result.status}), test {stage.target} MAE "
-               f"{metrics.get(f'test_{stage.target}_mae', float('nan')):.3f}")
-    return metrics
+    def step_finished(self, step, metrics, resumed):
+        super().step_finished(step, metrics, resumed)
+        if step.stage:
+            stage = pipeline.STAGES[step.stage]
+            parent = self.versions.get(stage.parent) if stage.parent else None
+            self.versions[stage.key] = register_version(self.run, stage, Path(model_file(self.settings, step.key)),
+                                                        metrics, parent, self.fingerprint)
 
 
 def _train_run(run: TrainingRun) -> None:
-    cfg = run.settings
-    stages = pipeline.plan(cfg["target"])
-    nets = pipeline.network_stages(stages)
     data_dir = dataset_dir(run)
     fingerprint = D.fingerprint(data_dir, splits=("test",))
     root = run_dir(run.pk)
-    device = "cuda" if torch.cuda.is_available() and settings.MODELING_TRAIN_DEVICE != "cpu" else "cpu"
+    gpus = visible_gpus()
+    processes = train_processes(gpus)
+    plan = run_plan_of(run, gpus, processes)
+    device = ("cuda" if gpus else "cpu") + (f" x {processes} processes" if processes > 1 else "")
     TrainingRun.objects.filter(pk=run.pk).update(device=device)
-    budget = cfg.get("max_minutes")
-    per_stage = (float(budget) / max(1, len(nets))) if budget else None
-    versions: dict[str, ModelVersion] = {}
-    paths: dict[str, str] = {}
-    for index, stage in enumerate(stages):
-        out = root / stage.key
-        model_file = out / "model.pt"
-        done_file = out / "done.json"
-        parent = versions.get(stage.parent) if stage.parent else None
-        parent_path = paths.get(stage.parent) if stage.parent else None
-        progress = RunProgress(run.pk, index, len(stages), stage.name, int(cfg["epochs"]))
-        TrainingRun.objects.filter(pk=run.pk).update(stage=stage.name, progress=progress.overall(0.0),
-                                                     heartbeat_at=timezone.now())
-        if done_file.is_file() and model_file.is_file():
-            metrics = json.loads(done_file.read_text())
-            append_log(run.pk, f"{stage.name}: already trained by an earlier attempt")
-        else:
-            if stage.kind == ModelKind.SVR:
-                metrics = _fit_svr_stage(run, stage, parent_path, data_dir, out)
-            else:
-                config = train_config(run, stage, data_dir, out, parent_path, per_stage)
-                metrics = _train_net_stage(run, stage, progress, config)
-            done_file.write_text(json.dumps(metrics))
-        versions[stage.key] = register_version(run, stage, model_file, metrics, parent, fingerprint)
-        paths[stage.key] = str(model_file)
+    budget = "none" if plan.budget_minutes is None else f"{plan.budget_minutes:g} min"
+    append_log(run.pk, f"recipe {plan.recipe} ({plan.why}); budget {budget}; {plan.level}: {len(plan.steps)} steps")
+    runner_settings = RunnerSettings(data=data_dir, root=str(root), device=settings.MODELING_TRAIN_DEVICE,
+                                     threads=settings.MODELING_TORCH_THREADS, processes=processes,
+                                     extra={"skip_bad": True})
+    recorder = _RunRecorder(run, plan, fingerprint, runner_settings)
+    recorder.write()
+    try:
+        run_plan(plan, runner_settings, recorder)
+    except PlanStopped:
+        recorder.step_ended_early("cancelled")
+        raise RunCancelled() from None
+    except Exception:
+        recorder.step_ended_early("failed")
+        raise
 
+    versions = [recorder.versions[s.stage] for s in plan.stage_steps()]
     TrainingRun.objects.filter(pk=run.pk).update(stage="Tables II/III", progress=0.99)
-    tables = paper_tables(data_dir, {versions[s.key].name: paths[s.key] for s in stages},
-                          cache_dir=str(root / ".cache"))
+    tables = paper_tables(data_dir, {v.name: str(model_path(v)) for v in versions}, cache_dir=str(root / ".cache"))
     TrainingRun.objects.filter(pk=run.pk).update(tables=json_safe(tables))
-    decision = promote_if_better(run, list(versions.values()), data_dir, cache_dir=str(root / ".cache"))
+    decision = promote_if_better(run, versions, data_dir, cache_dir=str(root / ".cache"))
     finish_run(run.pk, RunStatus.SUCCEEDED, progress=1.0, stage="done", promotion=json_safe(decision))
     append_log(run.pk, "succeeded; " + decision.get("summary", ""))
     if decision.get("promoted"):

@@ -19,13 +19,16 @@ self-contained model file (see modeling.modelfile).  A run that cannot go as con
 
 The steps live in ``run`` (the order of a run), ``splits`` (the data), ``batches`` (augmentation,
 labels, mixup), ``features`` (frozen early stages), ``residual`` (Residual DEX targets and scale),
-``engine`` (an epoch, evaluation, checkpoints) and ``cli`` (the command line).
+``engine`` (an epoch, evaluation, checkpoints), ``cli`` (the command line), ``distributed`` (the
+same under ``torchrun --nproc-per-node N``: DistributedDataParallel) and ``launch`` (a torchrun
+run as a subprocess, followed through its metrics.jsonl).
 """
 from modeling.train.batches import label_distributions
 from modeling.train.cli import build_parser, main
 from modeling.train.config import TrainConfig, TrainingError, TrainResult
+from modeling.train.launch import train_with_torchrun
 from modeling.train.run import train
 from modeling.train.splits import holdout_split
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError", "build_parser", "holdout_split", "label_distributions",
-           "main", "train"]
+           "main", "train", "train_with_torchrun"]

@@ -8,6 +8,7 @@ import sys
 
 from modeling import data as D
 from modeling.modelfile import ModelFileError
+from modeling.train import distributed as ddp
 from modeling.train.config import TrainConfig, TrainingError
 from modeling.train.run import train
 
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soft-labels", action="store_true", help="apparent target: per-image vote distributions")
     p.add_argument("--label-sigma", type=float, default=defaults.label_sigma)
     p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="augmentation: no horizontal flips")
+    p.add_argument("--shift", type=float, default=defaults.shift, help="augmentation: shift, share of the image")
+    p.add_argument("--scale", type=float, default=defaults.scale, help="augmentation: scale")
+    p.add_argument("--rotation", type=float, default=defaults.rotation, help="augmentation: rotation (degrees)")
+    p.add_argument("--color-jitter", type=float, default=defaults.color_jitter,
+                   help="augmentation: brightness/contrast/saturation jitter")
     p.add_argument("--eval-views", type=int, default=defaults.eval_views,
                    help="with --feature-views: 2 = flip TTA on valid/test, 1 = none")
     p.add_argument("--no-feature-flip", dest="feature_flip", action="store_false",
@@ -83,13 +90,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip bad dataset entries instead of stopping")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--limit-train", type=int, default=None)
+    p.add_argument("--no-eval-test", dest="eval_test", action="store_false", help="do not evaluate the test split")
     p.add_argument("--resume", action="store_const", const="yes", default="auto",
                    help="require resuming from <out>/checkpoint.pt (default: resume when it matches)")
     p.add_argument("--restart", dest="resume", action="store_const", const="no", help="ignore any checkpoint")
     p.add_argument("--no-progress", dest="progress_bar", action="store_false")
     p.add_argument("--prepare-only", action="store_true",
                    help="only build the caches (resized images, frozen-stage features) and stop")
+    p.add_argument("--stop-file", default=None,
+                   help="stop (resumable, like a cancel) once this file exists; checked every second")
     return p
+
+
+def config_argv(cfg: TrainConfig, only=None) -> list[str]:
+    """The command-line arguments that give ``cfg`` back (what a launcher passes to torchrun):
+    ``TrainConfig(**vars(build_parser().parse_args(config_argv(cfg)))) == cfg``. With ``only`` (a
+    set of settings), just those (e.g. a recipe's, for a readable command)."""
+    argv = []
+    values = cfg.to_dict()
+    for action in build_parser()._actions:
+        if action.dest not in values or not action.option_strings or (only is not None and action.dest not in only):
+            continue
+        value, flag = values[action.dest], action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            argv += [flag] if value else []
+        elif isinstance(action, argparse._StoreFalseAction):
+            argv += [] if value else [flag]
+        elif isinstance(action, argparse._StoreConstAction):  # --resume / --restart
+            argv += [flag] if value == action.const else []
+        elif value is not None:
+            argv += [flag, ",".join(value) if isinstance(value, (list, tuple)) else str(value)]
+    return argv
 
 
 
@@ -102,6 +133,6 @@ def main(argv=None) -> int:
     except (TrainingError, D.DatasetError, ModelFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if res.model_path:
+    if res.model_path and ddp.from_environment().main:  # under torchrun: rank 0 speaks
         print(f"model written to {res.model_path} ({res.status}); metrics {json.dumps(res.metrics)}")
     return 0

@@ -72,6 +72,8 @@ class TrainConfig:
     prepare_only: bool = False            # build the caches (resized images, frozen features), then stop
     prepare_splits: list | None = None    # with prepare_only: only these splits' frozen features
     progress_bar: bool = True
+    stop_file: str | None = None          # stop (status "stopped", resumable) once this file exists: how a
+                                          # launcher stops the processes of a torchrun run
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -95,7 +97,8 @@ class TrainResult:
 # Settings that do not change what is trained: a checkpoint written with other values of these is
 # resumed all the same.
 NOT_IN_CHECKPOINT_KEY = {"out", "device", "threads", "resume", "progress_bar", "max_minutes", "epochs", "cache_dir",
-                         "prepare_only", "prepare_splits", "skip_bad", "eval_test", "patience", "log_raw_valid"}
+                         "prepare_only", "prepare_splits", "skip_bad", "eval_test", "patience", "log_raw_valid",
+                         "stop_file"}
 
 
 def config_key(cfg: TrainConfig) -> dict:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from modeling.predictor import net_outputs
+from modeling.train import distributed as ddp
 from modeling.train.batches import augment_batch, mixup
 from modeling.train.config import TrainConfig, TrainingError, config_key
 from modeling.train.features import suffix_predict
@@ -111,6 +112,18 @@ class Session:
     start_stage: int                   # the first stage that trains (after the frozen ones)
     offsets: dict                      # split -> the parent's predictions (zeros without a parent)
     ema: Ema | None
+    group: ddp.Group = ddp.SINGLE      # the torchrun process group (a single process without torchrun)
+    train_net: torch.nn.Module | None = None  # what the training step runs: the DDP wrapper under
+                                       # torchrun, else the net itself (evaluation always uses ``net``)
+
+    def emit(self, record: dict, on_progress: ProgressCallback | None) -> None:
+        """A progress record, from rank 0 only (see ``emit``)."""
+        if self.group.main:
+            emit(self.cfg.out, record, on_progress)
+
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps per epoch on each process (its shard of the train split)."""
+        return max(1, len(self.data.samples["train"]) // self.group.world // self.cfg.batch_size)
 
 
 @dataclass
@@ -148,10 +161,12 @@ def load_checkpoint(cfg: TrainConfig, path: str) -> dict | None:
     return None
 
 
-def restore_checkpoint(ckpt: dict, net, opt, gen: torch.Generator) -> LoopState:
+def restore_checkpoint(ckpt: dict, net, opt, gen: torch.Generator, group: ddp.Group = ddp.SINGLE) -> LoopState:
     net.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
-    gen.set_state(ckpt["generator"])
+    generators = ckpt.get("generators") or [ckpt["generator"]]
+    if group.rank < len(generators):  # a rank the checkpoint did not know keeps its fresh seed
+        gen.set_state(generators[group.rank])
     return LoopState(epoch=ckpt["epoch"], step=ckpt["step"], best=ckpt["best"], best_epoch=ckpt["best_epoch"],
                      bad_epochs=ckpt["bad_epochs"], best_state=ckpt["best_state"],
                      best_scale=ckpt.get("best_scale", 1.0), images_seen=ckpt["images_seen"],
@@ -159,8 +174,12 @@ def restore_checkpoint(ckpt: dict, net, opt, gen: torch.Generator) -> LoopState:
 
 
 def save_checkpoint(path: str, sess: Session, opt, gen: torch.Generator, state: LoopState, budget: Budget) -> None:
+    """Rank 0 writes it (with every rank's random generator: all ranks must call this)."""
+    generators = ddp.gather_objects(sess.group, gen.get_state())
+    if not sess.group.main:
+        return
     torch.save({"config_key": config_key(sess.cfg), "model": sess.net.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "epoch": state.epoch, "step": state.step, "best": state.best,
+                "generator": gen.get_state(), "generators": generators, "epoch": state.epoch, "step": state.step, "best": state.best,
                 "best_epoch": state.best_epoch, "bad_epochs": state.bad_epochs, "best_state": state.best_state,
                 "best_scale": state.best_scale,
                 "images_seen": state.images_seen, "train_time": state.train_time, "elapsed_s": budget.elapsed(),
@@ -222,36 +241,51 @@ def _training_batch(sess: Session, idx, labels, gen: torch.Generator, step: int)
 
 def _loss(sess: Session, xb, yb):
     with torch.autocast(sess.device.type, dtype=torch.bfloat16, enabled=sess.use_amp):
-        out = sess.net(xb, sess.start_stage)
+        out = (sess.train_net or sess.net)(xb, sess.start_stage)
     out = out.float()
     if sess.head == "l1":
         return F.l1_loss(out[:, 0], yb)
     return -(yb * F.log_softmax(out, dim=1)).sum(1).mean()
 
 
+def _step_decision(sess: Session, state: LoopState, budget: Budget, total_steps: int, reserve_s: float,
+                   should_stop: Callable[[], bool] | None) -> tuple[str | None, float]:
+    """(stop: "stopped" | "budget" | None, the schedule's fraction done), as rank 0 decides them
+    (under torchrun its clock and its stop check rule, so every rank keeps the same learning rate)."""
+    code, frac = 0.0, 0.0
+    if sess.group.main:
+        if should_stop and should_stop():
+            code = 1.0
+        elif budget.limit and budget.left() < reserve_s:
+            code = 2.0
+        frac = max(state.step / max(1, total_steps), budget.fraction(reserve_s))
+    code, frac = ddp.broadcast_floats(sess.group, [code, frac], sess.device)
+    return {1.0: "stopped", 2.0: "budget"}.get(code), frac
+
+
 def train_one_epoch(sess: Session, opt, base_lrs: list[float], labels: torch.Tensor, gen: torch.Generator,
                     state: LoopState, budget: Budget, *, epoch: int, total_steps: int, reserve_s: float,
                     should_stop: Callable[[], bool] | None, on_progress: ProgressCallback | None
                     ) -> tuple[float, int, str | None]:
-    """One pass over the (shuffled) train split, with warm-up and a cosine schedule over the steps
-    or the budget, whichever runs out first. Returns (loss sum, images, "stopped" | "budget" |
-    None): it stops early when asked to, or when less than ``reserve_s`` of the budget is left."""
+    """One pass over the (shuffled) train split, or this process's shard of it under torchrun, with
+    warm-up and a cosine schedule over the steps or the budget, whichever runs out first. Returns
+    (loss sum, images, "stopped" | "budget" | None): it stops early when asked to, or when less
+    than ``reserve_s`` of the budget is left."""
     cfg = sess.cfg
     n_train = len(sess.data.samples["train"])
-    steps_per_epoch = max(1, n_train // cfg.batch_size)
+    steps_per_epoch = sess.steps_per_epoch()
     sess.net.train()
-    perm = torch.randperm(n_train, generator=gen)
+    if sess.group.active:
+        perm = ddp.shard(sess.group, n_train, epoch, cfg.seed)
+    else:
+        perm = torch.randperm(n_train, generator=gen)
     bar = (tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None, mininterval=10,
-                leave=False) if cfg.progress_bar else None)
+                leave=False) if cfg.progress_bar and sess.group.main else None)
     loss_sum, loss_n, stop = 0.0, 0, None
     for b in range(steps_per_epoch):
-        if should_stop and should_stop():
-            stop = "stopped"
+        stop, frac = _step_decision(sess, state, budget, total_steps, reserve_s, should_stop)
+        if stop:
             break
-        if budget.limit and budget.left() < reserve_s:
-            stop = "budget"
-            break
-        frac = max(state.step / max(1, total_steps), budget.fraction(reserve_s))
         warm = min(1.0, (state.step + 1) / max(1, cfg.warmup_steps))
         for g, base_lr in zip(opt.param_groups, base_lrs):
             g["lr"] = base_lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
@@ -264,16 +298,17 @@ def train_one_epoch(sess: Session, opt, base_lrs: list[float], labels: torch.Ten
         if sess.ema is not None:
             sess.ema.update(sess.net, state.step)
         state.step += 1
-        state.images_seen += len(idx)
+        state.images_seen += len(idx) * sess.group.world
         loss_sum += loss.item() * len(idx)
         loss_n += len(idx)
         if bar:
             bar.update(1)
             if b % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}")
-        if on_progress and b % 50 == 0:
-            notify(on_progress, {"event": "step", "epoch": epoch + 1, "step": state.step, "loss": loss.item(),
-                                 "fraction": max(state.step / max(1, total_steps), budget.fraction())})
+        if b % 50 == 0:
+            # in metrics.jsonl too: a launcher that runs torchrun follows the run through that file
+            sess.emit({"event": "step", "epoch": epoch + 1, "step": state.step, "loss": loss.item(),
+                       "fraction": max(state.step / max(1, total_steps), budget.fraction())}, on_progress)
     if bar:
         bar.close()
     return loss_sum, loss_n, stop

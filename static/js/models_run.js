@@ -32,6 +32,35 @@
     t.appendChild(body);
     return t;
   }
+  function duration(s) {
+    if (s === null || s === undefined) return "–";
+    s = Math.round(s);
+    if (s < 90) return s + " s";
+    if (s < 5400) return Math.round(s / 60) + " min";
+    return (s / 3600).toFixed(1) + " h";
+  }
+  function labelled(label, value) { var td = cell(value); td.setAttribute("data-label", label); return td; }
+  function renderSteps(plan) {
+    if (!plan) return;
+    text("run-recipe", "Recipe " + plan.recipe + " (" + plan.why + "): " + plan.title + ". Budget " +
+         plan.budget_minutes + " min; " + plan.level + ".");
+    var body = $("run-steps-body");
+    body.textContent = "";
+    plan.steps.forEach(function (s) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-step", s.key);
+      tr.className = "step-" + s.status;
+      tr.appendChild(labelled("Step", s.title));
+      tr.appendChild(labelled("Status", s.status));
+      tr.appendChild(labelled("Progress", s.progress + "%"));
+      tr.appendChild(labelled("Epoch", (s.epoch === null || s.epoch === undefined ? "–" : s.epoch) +
+                              (s.epochs ? "/" + s.epochs : "")));
+      tr.appendChild(labelled("Valid MAE", s.valid_mae === null || s.valid_mae === undefined ? "–" : s.valid_mae.toFixed(3)));
+      tr.appendChild(labelled("Elapsed", duration(s.elapsed_s)));
+      tr.appendChild(labelled("Left", duration(s.eta_s)));
+      body.appendChild(tr);
+    });
+  }
   function render(d) {
     var labels = {queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled"};
     text("run-status", labels[d.status] || d.status);
@@ -41,6 +70,8 @@
     $("run-progressbar").setAttribute("aria-valuenow", d.progress);
     text("run-epoch", d.epoch);
     text("run-mae", d.valid_mae === null ? "–" : d.valid_mae.toFixed(3));
+    text("run-eta", d.plan ? duration(d.plan.eta_s) : "–");
+    renderSteps(d.plan);
     text("run-notice", d.notice);
     text("run-log", d.log_tail);
     if (d.finished) { var f = $("cancel-form"); if (f) f.hidden = true; }

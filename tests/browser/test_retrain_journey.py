@@ -44,7 +44,10 @@ def test_admin_retrains_and_a_player_meets_dex(live_server, browser, page, setti
     assert page.locator("nav a[href='/staff/models/']").count() == 1  # staff see "Models" in the menu
     page.goto("/staff/models/")
     assert page.locator("#train-export").input_value() == "now"
+    assert page.locator("#train-recipe").input_value() == "auto"  # the default: chosen by device and budget
     page.select_option("#train-target", "full")
+    page.select_option("#train-recipe", "custom")
+    page.click("#train-custom summary")  # the custom recipe's single-net fields
     page.select_option("#train-backbone", "small")
     page.fill("#train-minutes", "2")
     page.fill("#train-epochs", "2")
@@ -57,6 +60,16 @@ def test_admin_retrains_and_a_player_meets_dex(live_server, browser, page, setti
     # Progress is polled until the run succeeds; then the tables appear.
     page.wait_for_function("document.getElementById('run-status').textContent === 'Succeeded'", timeout=240_000)
     assert float(page.inner_text("#run-progress")) == 100
+    # every step of the run with its status (the custom recipe: one net per stage, then the SVR)
+    steps = page.locator("#run-steps-body tr")
+    assert steps.count() == 4
+    assert page.inner_text("#run-steps-body").count("done") == 4
+    # on a phone the steps fold into cards: nothing runs off the side of the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    page.wait_for_selector("#run-steps-body tr")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.wait_for_selector("#table2", state="visible")
     assert "Apparent DEX" in page.inner_text("#table2")
     table3 = page.inner_text("#table3")

@@ -178,12 +178,15 @@ def test_oom_and_time_limit_fail_the_run_with_a_clear_error(tmp_path, monkeypatc
     def boom(config, **kwargs):
         raise SoftTimeLimitExceeded() if error == "soft" else error
 
-    monkeypatch.setattr(training, "train", boom)
+    from modeling import plan_runner
+
+    monkeypatch.setattr(plan_runner, "train", boom)
     data = make_dataset(tmp_path / "ds", n=(4, 2, 2))
     run = runs.request_training(dataset_dir=data, target="apparent", **TINY)
     assert training.run_training(run.pk) == RunStatus.FAILED
     run.refresh_from_db()
     assert expected in run.error and not ModelVersion.objects.exists()
+    assert run.plan["state"]["apparent_dex"]["status"] == "failed"  # the run page says which step
 
 
 @pytest.mark.postgres

@@ -8,7 +8,7 @@ import pytest
 from labeling.models import Photo, Vote
 from modelhub import registry
 from modelhub.models import ModelKind, ModelRole, ModelVersion, RunStatus, TrainingRun
-from modelhub.services import runs, training
+from modelhub.services import run_progress, runs, training
 from tests.factories import make_user
 from tests.modelhub.models_app_support import TINY, install_versions, make_dataset, photo_with_face_like, tiny_models
 
@@ -62,15 +62,15 @@ def test_full_pipeline_run_promotes_tables_and_predictions(tmp_path, django_capt
 
 def test_cancel_in_the_middle_stops_and_promotes_nothing(tmp_path, monkeypatch):
     data = make_dataset(tmp_path / "ds")
-    monkeypatch.setattr(runs, "CANCEL_CHECK_EVERY_S", 0.0)
-    original = runs.RunProgress.__call__
+    monkeypatch.setattr(run_progress, "CANCEL_CHECK_EVERY_S", 0.0)
+    original = run_progress.RunProgress.__call__
 
     def press_cancel_after_first_epoch(self, record):
         original(self, record)
         if record.get("event") == "epoch" and record.get("epoch") == 1:
             TrainingRun.objects.filter(pk=self.run_id).update(cancel_requested=True)
 
-    monkeypatch.setattr(runs.RunProgress, "__call__", press_cancel_after_first_epoch)
+    monkeypatch.setattr(run_progress.RunProgress, "__call__", press_cancel_after_first_epoch)
     run = runs.request_training(dataset_dir=data, target="full", **{**TINY, "epochs": 4})
     assert training.run_training(run.pk) == RunStatus.CANCELLED
     run.refresh_from_db()
@@ -85,7 +85,7 @@ class _WorkerKilled(BaseException):
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, trained_active=None):
     data = make_dataset(tmp_path / "ds")
-    original = runs.RunProgress.__call__
+    original = run_progress.RunProgress.__call__
     state = {"killed": False}
 
     def die_during_epoch_two(self, record):
@@ -94,7 +94,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch, trai
             state["killed"] = True
             raise _WorkerKilled()
 
-    monkeypatch.setattr(runs.RunProgress, "__call__", die_during_epoch_two)
+    monkeypatch.setattr(run_progress.RunProgress, "__call__", die_during_epoch_two)
     run = runs.request_training(dataset_dir=data, target="apparent", **{**TINY, "epochs": 3})
     with pytest.raises(_WorkerKilled):
         training.run_training(run.pk)
