@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labeling.rater_model import RaterFit, RaterPopulation, t_information
+from labeling.rater_model import RaterFit, RaterModelOptions, RaterPopulation, t_information
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class FittedPopulation:
     def of(cls, fit: RaterFit, vote_var_scale: float = 1.0) -> FittedPopulation:
         return cls(fit.population, tuple(fit.band_edges), tuple(fit.noise_band_edges), float(fit.t_dof),
                    float(vote_var_scale))
+
+    @classmethod
+    def starting(cls, options: RaterModelOptions = RaterModelOptions()) -> FittedPopulation:
+        """Before any fit: the rater model's starting priors (a 6-year noise on every face)."""
+        shape = options.start_noise_pseudo_votes / 2.0
+        population = RaterPopulation(options.start_tau_bias, options.start_tau_band, shape,
+                                     shape * options.start_noise ** 2, (1.0,) * (len(options.noise_band_edges) + 1))
+        return cls(population, tuple(options.band_edges), tuple(options.noise_band_edges), float(options.t_dof))
 
     def to_dict(self) -> dict:
         return {**self.population.to_dict(), "band_edges": list(self.band_edges),

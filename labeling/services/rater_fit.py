@@ -155,6 +155,9 @@ def run_fit(*, trigger: str = "command") -> RaterFitRun | None:
             RaterFitRun.objects.filter(pk=run.pk).update(status=RaterFitStatus.FAILED, finished_at=timezone.now(),
                                                          error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
+    from labeling.selectors.voting import forget_population
+
+    forget_population()
     run.refresh_from_db()
     return run
 
