@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 
 from labeling.models import Photo, PlayerKind, Vote
+from labeling.services.rater_fit import run_fit
 from labeling.services.votes import refresh_consensus
 from modelhub.models import ModelVersion
 from tests.browser.journeys import log_in
@@ -37,6 +38,9 @@ def test_admin_retrains_and_a_player_meets_dex(live_server, browser, page, setti
     settings.MODELING_TRAIN_IN_THREAD = connection.vendor != "sqlite"
     settings.MODELING_TORCH_THREADS = 1
     photos = crowd_rated_photos()
+    # "Export now" exports the retired photos: the rater fit retires them (10 votes each, SE <= 1.5).
+    settings.APPAREAL = {**settings.APPAREAL, "TARGET_SE": 1.5}
+    assert run_fit().photos_retired == len(photos)
     make_user("admin", staff=True)
     make_user("player")
 
