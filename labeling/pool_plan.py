@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeling.photo_priority import DEFAULT_MODEL_SD, priority, priority_level
+from labeling.rater_model import RaterFit
+from labeling.rater_terms import FittedPopulation
 from labeling.retirement import RetirementRule, is_retired, votes_to_target
 
 
@@ -69,3 +71,19 @@ def expected_vote_var_scale(noise_var, bias_var, typical_var, weight=None) -> fl
     precision = np.asarray(typical_var, float) / (nv / w + np.asarray(bias_var, float))
     mean = float(np.mean(precision))
     return 1.0 / mean if mean > 0 else 1.0
+
+
+def plan_after_fit(fit: RaterFit, *, vote_photo, vote_rater, votes_per_photo, band_age, predicted, gold,
+                   rule: RetirementRule, model_sd: float = DEFAULT_MODEL_SD) -> tuple[PoolPlan, FittedPopulation]:
+    """What the rater fit decides after fitting (the Celery job and the benchmark both call this):
+    the pool until the next fit, and the population to store (with the crowd's vote-variance scale).
+    ``vote_photo``/``vote_rater``: the fitted votes' indices; ``band_age``: the faces' real ages;
+    ``predicted``: the age model's apparent ages (NaN: none); ``gold``: the gold labels (NaN: none)."""
+    vote_photo, vote_rater = np.asarray(vote_photo, np.int64), np.asarray(vote_rater, np.int64)
+    band_age = np.asarray(band_age, float)
+    typical = FittedPopulation.of(fit).typical_vote_var(band_age)
+    _, noise_var, bias_var = fit.vote_terms(vote_rater, band_age[vote_photo])
+    scale = expected_vote_var_scale(noise_var, bias_var, typical[vote_photo], fit.vote_weight)
+    plan = plan_pool(fit.se, votes_per_photo, typical, rule=rule, model_gap=np.asarray(predicted, float) - fit.estimate,
+                     vote_var_scale=scale, gold=np.isfinite(np.asarray(gold, float)), model_sd=model_sd)
+    return plan, FittedPopulation.of(fit, vote_var_scale=scale)

@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from labeling.models import POOL, Photo, RaterFitRun, RaterFitStatus, Vote
-from labeling.pool_plan import expected_vote_var_scale, plan_pool
+from labeling.pool_plan import plan_after_fit
 from labeling.rater_model import RaterFit, RaterModelOptions, WarmStart, fit_raters
 from labeling.rater_terms import FittedPopulation
 from labeling.retirement import RetirementRule
@@ -64,12 +64,9 @@ def compute_fit(data: FitInput, *, rule: RetirementRule, model_sd: float,
     fit = fit_raters(data.vote_photo, data.vote_rater, data.vote_age, n_photos=data.photo_ids.size,
                      n_raters=data.rater_ids.size, band_age=data.real_age, gold=data.gold, warm_start=warm,
                      options=options)
-    typical = FittedPopulation.of(fit).typical_vote_var(data.real_age)
-    _, noise_var, bias_var = fit.vote_terms(data.vote_rater, data.real_age[data.vote_photo])
-    scale = expected_vote_var_scale(noise_var, bias_var, typical[data.vote_photo], fit.vote_weight)
-    population = FittedPopulation.of(fit, vote_var_scale=scale)
-    plan = plan_pool(fit.se, data.votes_per_photo, typical, rule=rule, model_gap=data.predicted - fit.estimate,
-                     vote_var_scale=scale, gold=np.isfinite(data.gold), model_sd=model_sd)
+    plan, population = plan_after_fit(fit, vote_photo=data.vote_photo, vote_rater=data.vote_rater,
+                                      votes_per_photo=data.votes_per_photo, band_age=data.real_age,
+                                      predicted=data.predicted, gold=data.gold, rule=rule, model_sd=model_sd)
     photos = PhotoRows(ids=data.photo_ids, votes=data.votes_per_photo, estimate=fit.estimate, se=fit.se,
                        level=plan.need_level, budget=plan.budget, retire=plan.retired)
     raters = RaterRows(user_ids=data.rater_ids, votes=fit.rater_votes, bias=fit.bias, bias_se=fit.bias_se,
