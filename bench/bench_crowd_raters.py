@@ -47,7 +47,7 @@ from machine import cpu_model  # noqa: E402
 from labeling import crowd_model as cm  # noqa: E402
 from labeling.consensus import compute_consensus  # noqa: E402
 from labeling.photo_priority import pick_photo, priority  # noqa: E402
-from labeling.pool_plan import plan_after_fit  # noqa: E402
+from labeling.pool_plan import DEFAULT_BUDGET_SHARE, plan_after_fit  # noqa: E402
 from labeling.rater_model import RaterModelOptions, fit_raters  # noqa: E402
 from labeling.rater_terms import FittedPopulation  # noqa: E402
 from labeling.retirement import RetirementRule  # noqa: E402
@@ -125,8 +125,9 @@ class ActiveGame:
     """The app's game loop between and at fits (see the module docstring, (b))."""
 
     def __init__(self, world: World, rule: RetirementRule, *, explore: float, refit_min: int, refit_frac: float,
-                 use_model: bool, model_sd: float):
+                 use_model: bool, model_sd: float, budget_share: float):
         self.w, self.rule, self.explore, self.model_sd = world, rule, explore, model_sd
+        self.budget_share = budget_share
         self.refit_min, self.refit_frac = refit_min, refit_frac
         self.rng = np.random.default_rng([world.seed, 3])
         n_p, n_r = world.n_photos, world.n_raters
@@ -170,7 +171,8 @@ class ActiveGame:
                               warm_start=warm, options=OPTIONS)
         plan, self.population = plan_after_fit(
             self.fit, vote_photo=p, vote_rater=r, votes_per_photo=self.n, band_age=self.w.real,
-            predicted=self.predicted, gold=np.full(self.w.n_photos, np.nan), rule=self.rule, model_sd=self.model_sd)
+            predicted=self.predicted, gold=np.full(self.w.n_photos, np.nan), rule=self.rule, model_sd=self.model_sd,
+            budget_share=self.budget_share)
         self.em_seconds += time.perf_counter() - t0
         self.refits += 1
         self.unretired += int(np.count_nonzero(self.retired & ~plan.retired))
@@ -238,7 +240,8 @@ def row(name: str, votes_per_photo: float, label, truth, extra: str = "") -> str
 def compare(world: World, args, target_se: float) -> dict:
     truth = world.truth
     print(f"\n## seed {world.seed}: {world.n_photos} photos, {world.n_raters} raters "
-          f"({int(world.crowd.spammer.sum())} spammers), target SE {target_se}, hard cap {args.hard_cap}")
+          f"({int(world.crowd.spammer.sum())} spammers), target SE {target_se}, hard cap {args.hard_cap}, "
+          f"budget share {args.budget_share:g}")
     t0 = time.perf_counter()
     p, r, a = fixed_votes(world, args.fixed_votes, 0)
     plain = plain_labels(p, a, world.n_photos)
@@ -248,7 +251,8 @@ def compare(world: World, args, target_se: float) -> dict:
     t_fit = time.perf_counter() - t0
     rule = RetirementRule(target_se=target_se, min_votes=args.min_votes, hard_cap=args.hard_cap)
     game = ActiveGame(world, rule, explore=args.explore, refit_min=args.refit_min, refit_frac=args.refit_frac,
-                      use_model=args.model_sd > 0, model_sd=args.model_sd if args.model_sd > 0 else 6.0)
+                      use_model=args.model_sd > 0, model_sd=args.model_sd if args.model_sd > 0 else 6.0,
+                      budget_share=args.budget_share)
     act = game.run()
     n_b = act.total_votes / world.n_photos
     k = max(1, round(n_b))
@@ -331,6 +335,9 @@ def main():
     ap.add_argument("--explore", type=float, default=0.1)
     ap.add_argument("--refit-min", type=int, default=2000)
     ap.add_argument("--refit-frac", type=float, default=0.1)
+    ap.add_argument("--budget-share", type=float, default=DEFAULT_BUDGET_SHARE,
+                    help="share of the votes a photo still needs that its budget allows until the next fit "
+                         "(APPAREAL_POOL_BUDGET_SHARE)")
     ap.add_argument("--model-sd", type=float, default=6.0, help="simulated model prediction error SD; 0 = no model")
     ap.add_argument("--scale-photos", type=int, default=100_000)
     ap.add_argument("--scale-votes", type=int, default=40)

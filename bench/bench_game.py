@@ -139,6 +139,9 @@ def main(argv=None):
                         help="draw the votes from this many players (a seeded sample of those with tokens, the same "
                              "for the whole run: players who keep playing) instead of round-robin over all of them")
     parser.add_argument("--seed-only", action="store_true", help="(re)create and seed the database, then stop (no lock needed)")
+    parser.add_argument("--fit", action="store_true",
+                        help="run the rater fit (manage.py fit_raters) before the load, also on a reused database "
+                             "(a freshly seeded one is always fitted: the next-photo read needs the fitted columns)")
     args = parser.parse_args(argv)
     if args.quick:
         args.players, args.photos, args.votes = args.players // 10, args.photos // 10, args.votes // 10
@@ -188,6 +191,13 @@ def main(argv=None):
                           "labeling_playerprofile"):
                 conn.execute(f"VACUUM ANALYZE {table}")
         say(f"autovacuum {autovacuum}; VACUUM ANALYZE of the game's tables: {time.perf_counter() - t0:.0f} s")
+    if not seeded or args.fit:
+        # The rater fit writes what the next-photo read serves (levels, budgets, retirement); its time
+        # on this database is the EM job's at this size.
+        t0 = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        fit = run([PY, "manage.py", "fit_raters"], env, capture_output=True).stdout.strip().splitlines()[-1]
+        say(f"{fit} (wall {time.perf_counter() - t0:.1f} s, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f})")
     if args.seed_only:
         return
 

@@ -27,6 +27,8 @@ from labeling.rater_model import RaterFit
 from labeling.rater_terms import FittedPopulation
 from labeling.retirement import RetirementRule, is_retired, votes_to_target
 
+DEFAULT_BUDGET_SHARE = 1.0
+
 
 @dataclass(frozen=True)
 class PoolPlan:
@@ -36,7 +38,7 @@ class PoolPlan:
 
 
 def plan_pool(se, n_votes, typical_var, *, rule: RetirementRule, model_gap=None, vote_var_scale: float = 1.0,
-              gold=None, model_sd: float = DEFAULT_MODEL_SD) -> PoolPlan:
+              gold=None, model_sd: float = DEFAULT_MODEL_SD, budget_share: float = DEFAULT_BUDGET_SHARE) -> PoolPlan:
     """The pool until the next fit.  ``se``: the fitted standard errors (NaN/inf: no estimate);
     ``n_votes``: the counting votes each estimate rests on; ``typical_var``: the variance of a vote
     by a rater of the population's typical noise on each face (``RaterFit.vote_terms(-1, age)``);
@@ -52,7 +54,7 @@ def plan_pool(se, n_votes, typical_var, *, rule: RetirementRule, model_gap=None,
     value = priority(se_arr, n, var, model_gap, rule=rule, model_sd=model_sd)
     level = np.where(retired, -1, priority_level(value)).astype(np.int64)
     more = votes_to_target(np.where(np.isfinite(se_arr), se_arr, np.inf), var * vote_var_scale, rule)
-    more = np.maximum(np.nan_to_num(more, nan=rule.hard_cap, posinf=rule.hard_cap), 1)
+    more = np.maximum(np.ceil(budget_share * np.nan_to_num(more, nan=rule.hard_cap, posinf=rule.hard_cap)), 1)
     budget = np.minimum(np.maximum(n + more, rule.min_votes), rule.hard_cap).astype(np.int64)
     budget = np.where(retired, n, budget)
     return PoolPlan(retired=retired, need_level=level, budget=budget)
@@ -74,7 +76,8 @@ def expected_vote_var_scale(noise_var, bias_var, typical_var, weight=None) -> fl
 
 
 def plan_after_fit(fit: RaterFit, *, vote_photo, vote_rater, votes_per_photo, band_age, predicted, gold,
-                   rule: RetirementRule, model_sd: float = DEFAULT_MODEL_SD) -> tuple[PoolPlan, FittedPopulation]:
+                   rule: RetirementRule, model_sd: float = DEFAULT_MODEL_SD,
+                   budget_share: float = DEFAULT_BUDGET_SHARE) -> tuple[PoolPlan, FittedPopulation]:
     """What the rater fit decides after fitting (the Celery job and the benchmark both call this):
     the pool until the next fit, and the population to store (with the crowd's vote-variance scale).
     ``vote_photo``/``vote_rater``: the fitted votes' indices; ``band_age``: the faces' real ages;
@@ -85,5 +88,6 @@ def plan_after_fit(fit: RaterFit, *, vote_photo, vote_rater, votes_per_photo, ba
     _, noise_var, bias_var = fit.vote_terms(vote_rater, band_age[vote_photo])
     scale = expected_vote_var_scale(noise_var, bias_var, typical[vote_photo], fit.vote_weight)
     plan = plan_pool(fit.se, votes_per_photo, typical, rule=rule, model_gap=np.asarray(predicted, float) - fit.estimate,
-                     vote_var_scale=scale, gold=np.isfinite(np.asarray(gold, float)), model_sd=model_sd)
+                     vote_var_scale=scale, gold=np.isfinite(np.asarray(gold, float)), model_sd=model_sd,
+                     budget_share=budget_share)
     return plan, FittedPopulation.of(fit, vote_var_scale=scale)

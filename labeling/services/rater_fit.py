@@ -55,7 +55,7 @@ class FitComputation:
     raters: RaterRows
 
 
-def compute_fit(data: FitInput, *, rule: RetirementRule, model_sd: float,
+def compute_fit(data: FitInput, *, rule: RetirementRule, model_sd: float, budget_share: float = 1.0,
                 options: RaterModelOptions = OPTIONS) -> FitComputation:
     """The fit and the pool it implies, from what `read_fit_input` read (no database access)."""
     warm = data.warm
@@ -66,7 +66,8 @@ def compute_fit(data: FitInput, *, rule: RetirementRule, model_sd: float,
                      options=options)
     plan, population = plan_after_fit(fit, vote_photo=data.vote_photo, vote_rater=data.vote_rater,
                                       votes_per_photo=data.votes_per_photo, band_age=data.real_age,
-                                      predicted=data.predicted, gold=data.gold, rule=rule, model_sd=model_sd)
+                                      predicted=data.predicted, gold=data.gold, rule=rule, model_sd=model_sd,
+                                      budget_share=budget_share)
     photos = PhotoRows(ids=data.photo_ids, votes=data.votes_per_photo, estimate=fit.estimate, se=fit.se,
                        level=plan.need_level, budget=plan.budget, retire=plan.retired)
     raters = RaterRows(user_ids=data.rater_ids, votes=fit.rater_votes, bias=fit.bias, bias_se=fit.bias_se,
@@ -144,7 +145,9 @@ def run_fit(*, trigger: str = "command") -> RaterFitRun | None:
             data = read_fit_input()
             timings["read"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
-            result = compute_fit(data, rule=retirement_rule(), model_sd=settings.APPAREAL["MODEL_SD"])
+            cfg = settings.APPAREAL
+            result = compute_fit(data, rule=retirement_rule(), model_sd=cfg["MODEL_SD"],
+                                 budget_share=cfg["POOL_BUDGET_SHARE"])
             timings["fit"] = round(time.perf_counter() - t0, 3)
             _finish(run, data, result, timings)
         except Exception as exc:

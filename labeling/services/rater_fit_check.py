@@ -92,7 +92,8 @@ def check_fit(*, tolerance: float) -> FitCheck:
     """Refit from the stored state (read-only) and compare."""
     data = read_fit_input()
     rule = retirement_rule()
-    result = compute_fit(data, rule=rule, model_sd=settings.APPAREAL["MODEL_SD"])
+    result = compute_fit(data, rule=rule, model_sd=settings.APPAREAL["MODEL_SD"],
+                         budget_share=settings.APPAREAL["POOL_BUDGET_SHARE"])
     report = FitCheck()
     _check_photos(report, result, tolerance, rule.target_se)
     _check_raters(report, result, tolerance)
