@@ -292,7 +292,7 @@ APPAREAL = {
     "RATER_FIT_NEW_VOTES_SHARE": env_float("APPAREAL_RATER_FIT_NEW_VOTES_SHARE", 0.1),
     "RATER_FIT_INTERVAL_MINUTES": env_float("APPAREAL_RATER_FIT_INTERVAL_MINUTES", 15.0),
     # A fit lets each photo take this share of the votes it still needs before the next fit looks again.
-    "POOL_BUDGET_SHARE": env_float("APPAREAL_POOL_BUDGET_SHARE", 1.0),
+    "POOL_BUDGET_SHARE": env_float("APPAREAL_POOL_BUDGET_SHARE", 0.7),
     # The bias card shows an age band once the player has this many guesses on faces of that band.
     "BIAS_CARD_MIN_VOTES": env_int("APPAREAL_BIAS_CARD_MIN_VOTES", 10),
     # Privacy (docs/privacy.md). Personal-data downloads: built in the request up to these sizes,

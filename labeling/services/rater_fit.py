@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from labeling.models import POOL, Photo, RaterFitRun, RaterFitStatus, Vote
-from labeling.pool_plan import plan_after_fit
+from labeling.pool_plan import DEFAULT_BUDGET_SHARE, plan_after_fit
 from labeling.rater_model import RaterFit, RaterModelOptions, WarmStart, fit_raters
 from labeling.rater_terms import FittedPopulation
 from labeling.retirement import RetirementRule
@@ -55,7 +55,7 @@ class FitComputation:
     raters: RaterRows
 
 
-def compute_fit(data: FitInput, *, rule: RetirementRule, model_sd: float, budget_share: float = 1.0,
+def compute_fit(data: FitInput, *, rule: RetirementRule, model_sd: float, budget_share: float = DEFAULT_BUDGET_SHARE,
                 options: RaterModelOptions = OPTIONS) -> FitComputation:
     """The fit and the pool it implies, from what `read_fit_input` read (no database access)."""
     warm = data.warm

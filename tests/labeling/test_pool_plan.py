@@ -17,7 +17,7 @@ def test_retired_gold_and_budgets():
     se = np.array([0.9, 0.9, 2.0, np.inf, 3.0, 1.5])
     n = np.array([10, 3, 10, 0, 60, 8])
     gold = np.array([False, False, False, False, False, True])
-    plan = plan_pool(se, n, np.full(6, 36.0), rule=RULE, gold=gold)
+    plan = plan_pool(se, n, np.full(6, 36.0), rule=RULE, gold=gold, budget_share=1.0)
     assert plan.retired.tolist() == [True, False, False, False, True, True]
     assert plan.need_level[plan.retired].tolist() == [-1, -1, -1]
     assert plan.budget[plan.retired].tolist() == [10, 60, 8]  # no room: the count it has
@@ -32,8 +32,12 @@ def test_retired_gold_and_budgets():
 
 
 def test_the_crowds_vote_variance_scales_the_budget_never_past_the_cap():
-    plan = plan_pool([2.0], [10], [36.0], rule=RULE, vote_var_scale=1.5)
+    plan = plan_pool([2.0], [10], [36.0], rule=RULE, vote_var_scale=1.5, budget_share=1.0)
     assert plan.budget.tolist() == [10 + math.ceil(0.75 * 36 * 1.5)]
+    # By default a photo takes 70% of the votes it still needs, then the next fit looks again.
+    assert plan_pool([2.0], [10], [36.0], rule=RULE).budget.tolist() == [10 + math.ceil(0.7 * 27)]
+    with pytest.raises(ValueError):
+        plan_pool([2.0], [10], [36.0], rule=RULE, budget_share=0.0)
     assert plan_pool([5.0], [50], [36.0], rule=RULE).budget.tolist() == [60]
     assert plan_pool([1.01], [30], [0.01], rule=RULE).budget.tolist() == [31]  # at least one more vote
 
