@@ -44,7 +44,11 @@ def plan_pool(se, n_votes, typical_var, *, rule: RetirementRule, model_gap=None,
     by a rater of the population's typical noise on each face (``RaterFit.vote_terms(-1, age)``);
     ``vote_var_scale``: how much noisier than that the crowd's votes are on average, as the fit saw
     them (``expected_vote_var_scale``); ``model_gap``: model prediction - estimate (NaN: none);
-    ``gold``: bool per photo."""
+    ``gold``: bool per photo; ``budget_share``: the share of the votes a photo still needs that it may
+    take before the next fit looks again (with 1.0 photos overshoot the target: the expected count
+    is reached by half of them early)."""
+    if not 0 < budget_share <= 1:
+        raise ValueError("budget_share must be in (0, 1]")
     se_arr = np.asarray(se, float)
     n = np.asarray(n_votes, np.int64)
     var = np.asarray(typical_var, float)
