@@ -123,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--worker-tmp-dir", default=None,
                         help="gunicorn's --worker-tmp-dir (its per-request heartbeat file), e.g. /dev/shm")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--redis-db", type=int, default=3, help="Redis database number of the served app (flushed)")
     parser.add_argument("--vote-count", type=int, default=25_000, help="votes per concurrency level (upper bound)")
     parser.add_argument("--read-count", type=int, default=12_000, help="requests per read benchmark (upper bound)")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
@@ -151,7 +152,7 @@ def main(argv=None):
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
-        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
         "DJANGO_SETTINGS_MODULE": "appareal_site.settings",
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
@@ -211,7 +212,7 @@ def main(argv=None):
     say(f"database: {sizes}; votes from {len(players)} players" + (" (--active-players)" if args.active_players else ""))
     plan = Path(tempfile.mkdtemp(prefix="bench-game-")) / "plan.json"
     plan.write_text(json.dumps({"players": players, "photos": photos}))
-    subprocess.run(["redis-cli", "-n", "3", "FLUSHDB"], check=False, capture_output=True)
+    subprocess.run(["redis-cli", "-n", str(args.redis_db), "FLUSHDB"], check=False, capture_output=True)
 
     gunicorn = [str(Path(PY).parent / "gunicorn"), "appareal_site.wsgi:application", "--bind", f"127.0.0.1:{args.port}",
                 "--workers", str(args.workers), "--backlog", "2048", "--log-level", "warning"]
