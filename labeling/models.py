@@ -354,8 +354,10 @@ class RaterFitRun(models.Model):
     max_vote_id = models.BigIntegerField(default=0)
     iterations = models.PositiveIntegerField(default=0)
     converged = models.BooleanField(default=False)
-    # Photos written, photos left for the next fit (a vote arrived while fitting), photos retired.
+    # Photos written, not written (no change), left for the next fit (a vote arrived while fitting);
+    # photos retired after the fit.
     photos_updated = models.PositiveIntegerField(default=0)
+    photos_unchanged = models.PositiveIntegerField(default=0)
     photos_skipped = models.PositiveIntegerField(default=0)
     photos_retired = models.PositiveIntegerField(default=0)
     # RaterPopulation.to_dict() plus band_edges, noise_band_edges, t_dof, and the rule it applied.

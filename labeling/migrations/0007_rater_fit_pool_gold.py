@@ -55,6 +55,7 @@ class Migration(migrations.Migration):
                 ('iterations', models.PositiveIntegerField(default=0)),
                 ('converged', models.BooleanField(default=False)),
                 ('photos_updated', models.PositiveIntegerField(default=0)),
+                ('photos_unchanged', models.PositiveIntegerField(default=0)),
                 ('photos_skipped', models.PositiveIntegerField(default=0)),
                 ('photos_retired', models.PositiveIntegerField(default=0)),
                 ('population', models.JSONField(blank=True, default=dict)),

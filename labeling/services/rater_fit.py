@@ -32,7 +32,7 @@ from labeling.rater_terms import FittedPopulation
 from labeling.retirement import RetirementRule
 from labeling.scoring import NON_COUNTING_KINDS
 from labeling.services.rater_fit_input import FitInput, read_fit_input
-from labeling.services.rater_fit_output import PhotoRows, RaterRows, write_photos, write_raters
+from labeling.services.rater_fit_output import PhotoRows, RaterRows, changed, subset, write_photos, write_raters
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +114,27 @@ def _finish(run: RaterFitRun, data: FitInput, result: FitComputation, timings: d
     """The one transaction that publishes the fit."""
     now = timezone.now()
     t0 = time.perf_counter()
+    photos = result.photos
+    to_write = changed(photos, stored_estimate=data.warm.estimate, stored_se=data.warm.se, stored_votes=data.stored_votes,
+                       stored_level=data.stored_level, stored_budget=data.stored_budget,
+                       stored_retired=data.stored_retired)
     with transaction.atomic():
-        updated, retired = write_photos(result.photos, now)
+        # Raters first: the photo rows written last are locked (votes on them wait) only until the commit.
         raters = write_raters(result.raters, fit_id=run.pk, now=now)
+        t1 = time.perf_counter()
+        updated, retired_now = write_photos(subset(photos, to_write), now)
+        timings["write_photos"] = round(time.perf_counter() - t1, 3)
         timings["write"] = round(time.perf_counter() - t0, 3)
+        retired = int((photos.retire & ~to_write).sum()) + retired_now
         rule = retirement_rule()
         RaterFitRun.objects.filter(pk=run.pk).update(
-            status=RaterFitStatus.SUCCEEDED, finished_at=now, duration_s=round(sum(timings.values()), 3),
+            status=RaterFitStatus.SUCCEEDED, finished_at=now,
+            duration_s=round(timings["read"] + timings["fit"] + timings["write"], 3),
             votes=data.n_votes, photos=int(data.photo_ids.size), raters=raters,
             gold_photos=int(np.isfinite(data.gold).sum()), max_vote_id=data.max_vote_id,
             iterations=result.fit.iterations, converged=result.fit.converged, photos_updated=updated,
-            photos_skipped=int(data.photo_ids.size) - updated, photos_retired=retired, timings=timings,
+            photos_unchanged=int(data.photo_ids.size - to_write.sum()), photos_skipped=int(to_write.sum()) - updated,
+            photos_retired=retired, timings=timings,
             population={**result.population.to_dict(), "target_se": rule.target_se, "min_votes": rule.min_votes,
                         "hard_cap": rule.hard_cap},
         )

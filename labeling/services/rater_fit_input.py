@@ -35,7 +35,12 @@ class FitInput:
     vote_age: np.ndarray
     rater_ids: np.ndarray  # int64, sorted: user id of each rater index
     max_vote_id: int
-    warm: WarmStart
+    warm: WarmStart  # (its estimate and se are the stored ones)
+    # What is stored now of the pool (a photo whose values would not change is not written again).
+    stored_votes: np.ndarray
+    stored_level: np.ndarray
+    stored_budget: np.ndarray
+    stored_retired: np.ndarray
 
     @property
     def n_votes(self) -> int:
@@ -101,8 +106,9 @@ def _warm_population() -> FittedPopulation | None:
 
 def _read() -> FitInput:
     photos = list(Photo.objects.filter(status=PhotoStatus.ACTIVE).order_by("pk").values_list(
-        "pk", "real_age", "is_gold", "gold_age", "predicted_apparent_age", "crowd_estimate", "crowd_se"))
-    cols = list(zip(*photos)) if photos else [[]] * 7
+        "pk", "real_age", "is_gold", "gold_age", "predicted_apparent_age", "crowd_estimate", "crowd_se", "crowd_votes",
+        "need_level", "pool_until_votes", "retired_at"))
+    cols = list(zip(*photos)) if photos else [[]] * 11
     photo_ids = np.array(cols[0], dtype=np.int64)
     gold = np.where(np.array(cols[2], dtype=bool), _nan(cols[3]), np.nan) if photos else np.zeros(0)
     read_votes = _votes_postgres if connection.vendor == "postgresql" else _votes_orm
@@ -123,6 +129,9 @@ def _read() -> FitInput:
         votes_per_photo=np.bincount(photo_idx, minlength=photo_ids.size).astype(np.int64),
         vote_photo=photo_idx.astype(np.int64), vote_rater=rater_idx.astype(np.int64), vote_age=v_age,
         rater_ids=rater_ids.astype(np.int64), max_vote_id=int(v_id.max()) if v_id.size else 0, warm=warm,
+        stored_votes=np.array(cols[7], dtype=np.int64), stored_level=np.array(cols[8], dtype=np.int64),
+        stored_budget=np.array(cols[9], dtype=np.int64),
+        stored_retired=np.array([r is not None for r in cols[10]], dtype=bool),
     )
 
 

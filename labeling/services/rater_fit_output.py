@@ -9,6 +9,7 @@ upserted (`INSERT ... ON CONFLICT`) through the ORM's `bulk_create`.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -43,6 +44,31 @@ class RaterRows:
     band_votes: np.ndarray
     noise: np.ndarray
     noise_se: np.ndarray
+
+
+# A stored estimate or SE within this many years of the new one is not written again (nor the photo,
+# when its level, budget, retirement and vote count are unchanged too): a refit moves most values of
+# photos nobody voted on by thousandths of a year, and every row written is a row the votes on that
+# photo wait for until the fit commits.
+UNCHANGED_YEARS = 0.005
+
+
+def changed(rows: PhotoRows, *, stored_estimate, stored_se, stored_votes, stored_level, stored_budget,
+            stored_retired) -> np.ndarray:
+    """Which photos the write must touch."""
+    def moved(new, old):
+        new, old = np.asarray(new, float), np.asarray(old, float)
+        both = np.isfinite(new) & np.isfinite(old)
+        with np.errstate(invalid="ignore"):
+            return np.where(both, np.abs(new - old) > UNCHANGED_YEARS, np.isfinite(new) != np.isfinite(old))
+
+    return (moved(rows.estimate, stored_estimate) | moved(rows.se, stored_se) | (rows.votes != stored_votes)
+            | (rows.level != stored_level) | (rows.budget != stored_budget) | (rows.retire != stored_retired))
+
+
+def subset(rows: PhotoRows, mask: np.ndarray) -> PhotoRows:
+    return PhotoRows(ids=rows.ids[mask], votes=rows.votes[mask], estimate=rows.estimate[mask], se=rows.se[mask],
+                     level=rows.level[mask], budget=rows.budget[mask], retire=rows.retire[mask])
 
 
 def _floats(values: np.ndarray) -> list[float | None]:
@@ -105,8 +131,42 @@ def write_photos(rows: PhotoRows, now) -> tuple[int, int]:
     return _write_photos_orm(rows, now)
 
 
+_UPSERT_SQL = (
+    f"INSERT INTO {RaterEstimate._meta.db_table} (user_id, n_votes, bias, bias_se, band_bias, band_bias_se, band_votes, "
+    "noise, noise_se, fit_id, fitted_at) "
+    "SELECT t.u, t.n, t.b, t.bse, t.bb::jsonb, t.bbse::jsonb, t.bv::jsonb, t.noise, t.nse, %s, %s "
+    "FROM unnest(%s::int8[], %s::int4[], %s::float8[], %s::float8[], %s::text[], %s::text[], %s::text[], "
+    "%s::float8[], %s::float8[]) AS t(u, n, b, bse, bb, bbse, bv, noise, nse) "
+    "WHERE EXISTS (SELECT 1 FROM {user} WHERE id = t.u) "
+    "ON CONFLICT (user_id) DO UPDATE SET n_votes = EXCLUDED.n_votes, bias = EXCLUDED.bias, bias_se = EXCLUDED.bias_se, "
+    "band_bias = EXCLUDED.band_bias, band_bias_se = EXCLUDED.band_bias_se, band_votes = EXCLUDED.band_votes, "
+    "noise = EXCLUDED.noise, noise_se = EXCLUDED.noise_se, fit_id = EXCLUDED.fit_id, fitted_at = EXCLUDED.fitted_at"
+)
+
+
+def _json_rows(matrix: np.ndarray, integer: bool = False) -> list[str]:
+    return [json.dumps([int(x) for x in row] if integer else [float(x) for x in row]) for row in matrix.tolist()]
+
+
+def _write_raters_postgres(rows: RaterRows, *, fit_id: int, now) -> int:
+    sql = _UPSERT_SQL.replace("{user}", get_user_model()._meta.db_table)
+    written = 0
+    with connection.cursor() as cursor:
+        for start in range(0, rows.user_ids.size, CHUNK):
+            part = slice(start, start + CHUNK)
+            cursor.execute(sql, [
+                fit_id, now, rows.user_ids[part].tolist(), rows.votes[part].tolist(), rows.bias[part].tolist(),
+                rows.bias_se[part].tolist(), _json_rows(rows.band_bias[part]), _json_rows(rows.band_bias_se[part]),
+                _json_rows(rows.band_votes[part], integer=True), rows.noise[part].tolist(), rows.noise_se[part].tolist(),
+            ])
+            written += cursor.rowcount
+    return written
+
+
 def write_raters(rows: RaterRows, *, fit_id: int, now) -> int:
     """Upsert every rater the fit saw (players erased meanwhile are skipped); call inside the transaction."""
+    if connection.vendor == "postgresql":
+        return _write_raters_postgres(rows, fit_id=fit_id, now=now)
     users = get_user_model()
     existing: set[int] = set()
     ids = rows.user_ids.tolist()

@@ -72,7 +72,8 @@ def test_the_same_votes_give_the_same_values():
     first = list(Photo.objects.order_by("pk").values_list("crowd_estimate", "crowd_se", "need_level", "pool_until_votes",
                                                           "retired_at"))
     raters = list(RaterEstimate.objects.order_by("pk").values_list("bias", "noise"))
-    run_fit()
+    again = run_fit()
+    assert again.photos_updated + again.photos_unchanged == 10 and again.photos_skipped == 0
     second = list(Photo.objects.order_by("pk").values_list("crowd_estimate", "crowd_se", "need_level",
                                                            "pool_until_votes", "retired_at"))
     for a, b in zip(first, second):
@@ -200,3 +201,15 @@ def test_fit_raters_command_prints_a_summary():
     assert "15 votes, 3 photos (0 gold), 5 raters" in out.getvalue()
     with pytest.raises(CommandError):
         call_command("fit_raters", "--tolerance", "0", stdout=io.StringIO())
+
+
+def test_only_photos_that_change_are_written():
+    from labeling.services.rater_fit_output import PhotoRows, changed
+
+    rows = PhotoRows(ids=np.arange(6), votes=np.array([5, 5, 5, 5, 5, 6]), estimate=np.array([30.0, 30.0, 30.0, 30, 30, 30]),
+                     se=np.array([1.0, 1.0, 1.0, 1, 1, 1]), level=np.array([3, 3, 3, 4, 3, 3]),
+                     budget=np.array([9, 9, 9, 9, 10, 9]), retire=np.zeros(6, bool))
+    mask = changed(rows, stored_estimate=[30.004, 30.02, np.nan, 30, 30, 30], stored_se=[1.0, 1.0, 1.0, 1, 1, 1],
+                   stored_votes=[5] * 6, stored_level=[3] * 6, stored_budget=[9] * 6, stored_retired=[False] * 6)
+    # A creep of 0.004 years is not written; 0.02, a new estimate, a level, a budget or a vote count are.
+    assert mask.tolist() == [False, True, True, True, True, True]

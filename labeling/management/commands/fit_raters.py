@@ -46,6 +46,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"rater fit {run.pk}: {run.votes} votes, {run.photos} photos ({run.gold_photos} gold), {run.raters} raters; "
             f"{run.iterations} iterations (converged {run.converged}); read {t.get('read')} s, fit {t.get('fit')} s, "
-            f"write {t.get('write')} s; photos written {run.photos_updated}, left for the next fit "
-            f"{run.photos_skipped}, retired {run.photos_retired}"
+            f"write {t.get('write')} s (photos {t.get('write_photos')} s); photos written {run.photos_updated}, left for the next fit "
+            f"{run.photos_skipped}, unchanged {run.photos_unchanged}, retired {run.photos_retired}"
         )
