@@ -59,15 +59,19 @@ _CARD_COLUMNS = [f.attname for f in Photo._meta.concrete_fields if f.attname in 
 _COLUMNS_SQL = ", ".join("p." + c for c in _CARD_COLUMNS)
 
 
-def _from_random_point(where: str, limit: int, extra_from: str = "") -> str:
+def _from_random_point(where: str, limit: int) -> str:
     """Open photos matching `where`, in shuffle-key order from a random point, wrapping round."""
-    scan = f"SELECT {_COLUMNS_SQL} FROM {_PHOTO} p{extra_from} WHERE {where} AND {_OPEN_SQL}"
+    scan = f"SELECT {_COLUMNS_SQL} FROM {_PHOTO} p WHERE {where} AND {_OPEN_SQL}"
     return (f"SELECT * FROM ({scan} AND p.shuffle_key >= %s ORDER BY p.shuffle_key LIMIT {limit}) a UNION ALL "
             f"SELECT * FROM ({scan} AND p.shuffle_key < %s ORDER BY p.shuffle_key LIMIT {limit}) b LIMIT {limit}")
 
 
-_LOWEST_LEVEL_SQL = (f"WITH lowest AS (SELECT MIN(p.need_level) AS n FROM {_PHOTO} p WHERE {_POOL_SQL}) "
-                     + _from_random_point(f"{_POOL_SQL} AND p.need_level = lowest.n", CANDIDATES, ", lowest"))
+# The lowest level as a scalar subquery (an InitPlan): its value becomes an index condition on
+# (need_level, shuffle_key). Joined as a CTE it was only a join filter, and PostgreSQL scanned the
+# shuffle-key index over the whole pool for the few photos of the lowest level (200 ms at 100k photos).
+_LOWEST_LEVEL_SQL = _from_random_point(
+    f"{_POOL_SQL} AND p.need_level = (SELECT MIN(q.need_level) FROM {_PHOTO} q WHERE {_POOL_SQL.replace('p.', 'q.')})",
+    CANDIDATES)
 _EXPLORE_SQL = _from_random_point(_POOL_SQL, 1)
 _GOLD_PICK_SQL = _from_random_point(_GOLD_SQL, 1)
 _PLAYER_VOTES_SQL = f"SELECT COUNT(*) FROM (SELECT 1 FROM {_VOTE} WHERE voter_id = %s LIMIT %s) t"
