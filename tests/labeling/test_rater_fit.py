@@ -153,6 +153,12 @@ def test_one_fit_at_a_time():
         RaterFitRun.objects.update(started_at=rater_fit.timezone.now() - rater_fit.STALE_RUNNING * 2)
     # Once the other is gone, its run is marked abandoned and a fit runs.
     run = run_fit()
+    if run is None and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT l.pid, a.query FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+                           "WHERE l.locktype = 'advisory' AND l.objid = %s", [rater_fit.ADVISORY_LOCK_KEY % 2**32])
+            holders = cursor.fetchall()
+        pytest.fail(f"the fit lock is held by {holders} (this backend: {connection.connection.info.backend_pid})")
     assert run is not None and run.status == RaterFitStatus.SUCCEEDED
     assert RaterFitRun.objects.filter(status=RaterFitStatus.FAILED, error__startswith="abandoned").count() == 1
 
