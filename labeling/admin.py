@@ -158,8 +158,8 @@ def export_selected_photos(modeladmin, request, queryset):
     except ExportRejected as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
-    modeladmin.message_user(request, f"Export {export.pk} queued (photos consented for research exports, in the pool "
-                            "and with enough kept votes); follow it on the exports page.", messages.SUCCESS)
+    modeladmin.message_user(request, f"Export {export.pk} queued (of the selection: the photos consented for research "
+                            "exports, in the game and retired); follow it on the exports page.", messages.SUCCESS)
 
 
 @admin.action(description="Export dataset (again, with the selected exports' options)")
