@@ -227,6 +227,8 @@ if not CELERY_BROKER_URL:
 # downloads a dead worker left half done, expired downloads (the same as `manage.py privacy_check --fix`).
 CELERY_BEAT_SCHEDULE = {
     "privacy-sweep": {"task": "privacy.sweep", "schedule": env_float("PRIVACY_SWEEP_SECONDS", 600.0)},
+    # The rater fit's tick: a cheap check that starts a fit when enough votes arrived (docs/crowd.md).
+    "rater-fit-tick": {"task": "labeling.rater_fit_tick", "schedule": env_float("RATER_FIT_TICK_SECONDS", 60.0)},
 }
 
 # The age models (modelhub), each overridable from the environment.
@@ -278,8 +280,28 @@ APPAREAL = {
     "VOTE_RATE_BURST": env_int("APPAREAL_VOTE_RATE_BURST", 10),
     "OUTLIER_FLAG_WINDOW": env_int("APPAREAL_OUTLIER_FLAG_WINDOW", 50),
     "OUTLIER_FLAG_SHARE": env_float("APPAREAL_OUTLIER_FLAG_SHARE", 0.5),
-    # Export.
+    # Export: by default the retired photos; this minimum when an export asks for a minimum of kept votes.
     "EXPORT_MIN_KEPT_VOTES": env_int("APPAREAL_EXPORT_MIN_KEPT_VOTES", 10),
+    # The rater-aware crowd (docs/crowd.md). A photo retires when the rater model's standard error
+    # is at most TARGET_SE years with at least OUTLIER_MIN_VOTES votes, or at RETIRE_MAX_VOTES votes.
+    "TARGET_SE": env_float("APPAREAL_TARGET_SE", 0.5),
+    "RETIRE_MAX_VOTES": env_int("APPAREAL_RETIRE_MAX_VOTES", 60),
+    # Which photo next: the share of requests that explore the whole pool, and the error SD of the
+    # age model whose disagreement with the crowd asks for more votes.
+    "NEXT_EXPLORE": env_float("APPAREAL_NEXT_EXPLORE", 0.1),
+    "MODEL_SD": env_float("APPAREAL_MODEL_SD", 6.0),
+    # Gold photos are served with this probability to players with fewer than GOLD_MAX_PLAYER_VOTES votes.
+    "GOLD_SHARE": env_float("APPAREAL_GOLD_SHARE", 0.05),
+    "GOLD_MAX_PLAYER_VOTES": env_int("APPAREAL_GOLD_MAX_PLAYER_VOTES", 50),
+    # The rater fit runs after max(MIN_NEW_VOTES, NEW_VOTES_SHARE x the votes of the last fit) new
+    # votes, every INTERVAL_MINUTES when any vote arrived, and at once when the pool ran dry.
+    "RATER_FIT_MIN_NEW_VOTES": env_int("APPAREAL_RATER_FIT_MIN_NEW_VOTES", 2000),
+    "RATER_FIT_NEW_VOTES_SHARE": env_float("APPAREAL_RATER_FIT_NEW_VOTES_SHARE", 0.1),
+    "RATER_FIT_INTERVAL_MINUTES": env_float("APPAREAL_RATER_FIT_INTERVAL_MINUTES", 15.0),
+    # A fit lets each photo take this share of the votes it still needs before the next fit looks again.
+    "POOL_BUDGET_SHARE": env_float("APPAREAL_POOL_BUDGET_SHARE", 0.7),
+    # The bias card shows an age band once the player has this many guesses on faces of that band.
+    "BIAS_CARD_MIN_VOTES": env_int("APPAREAL_BIAS_CARD_MIN_VOTES", 10),
     # Privacy (docs/privacy.md). Personal-data downloads: built in the request up to these sizes,
     # else by a Celery job; deleted this many days after they are built.
     "DATA_DOWNLOAD_INLINE_MAX_PHOTOS": env_int("APPAREAL_DATA_DOWNLOAD_INLINE_MAX_PHOTOS", 20),

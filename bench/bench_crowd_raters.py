@@ -12,11 +12,17 @@ What runs (one world per seed: faces, their true apparent ages, raters, a model'
 (a) today: every photo gets 38 votes from distinct raters drawn by activity; label = the cleaned
     mean (labeling.consensus.compute_consensus).
 (c) the same votes, label = the rater model's estimate (labeling.rater_model.fit_raters).
-(b) the new pipeline: raters arrive one at a time (drawn by activity) and get the photo
-    labeling.photo_priority.pick_photo serves them; each vote updates the photo's estimate with
-    labeling.rater_vote.add_vote; photos retire by labeling.retirement.is_retired; the rater model
-    is re-fitted (warm start) after max(--refit-min, --refit-frac x votes so far) new votes, as the
-    Celery job would; the run ends when a fit finds every photo retired; label = the last fit.
+(b) the app's pipeline, as the app runs it (docs/crowd.md): raters arrive one at a time (drawn by
+    activity) and get the photo the next-photo read serves them (labeling.photo_priority.pick_photo
+    over the pool: not retired and n_votes < the vote budget of the last fit; the lowest need level,
+    8 candidates re-scored with the rater's own stored vote variance, labeling.rater_terms, and the
+    model gap; 10% exploration).  The vote path changes nothing but the vote count: estimates,
+    levels, budgets and retirement come only from the fits (labeling.pool_plan.plan_after_fit, the
+    function the Celery job calls).  Re-fits (warm start) as the app's tick: after
+    max(--refit-min, --refit-frac x the votes of the last fit) new votes, and at once when the pool
+    ran dry (no photo left to serve; the tick checks every minute).  A rater with nothing open for
+    them is turned away (the app's 204).  The run ends when a fit finds every photo retired;
+    label = the last fit.
 (d) the attribution rows: fixed-count votes at (b)'s mean number of votes per photo, labelled by
     the cleaned mean and by the rater model (no active choice, no retirement).
 """
@@ -40,10 +46,11 @@ from machine import cpu_model  # noqa: E402
 
 from labeling import crowd_model as cm  # noqa: E402
 from labeling.consensus import compute_consensus  # noqa: E402
-from labeling.photo_priority import pick_photo, priority, priority_level  # noqa: E402
+from labeling.photo_priority import pick_photo, priority  # noqa: E402
+from labeling.pool_plan import DEFAULT_BUDGET_SHARE, plan_after_fit  # noqa: E402
 from labeling.rater_model import RaterModelOptions, fit_raters  # noqa: E402
-from labeling.rater_vote import add_vote  # noqa: E402
-from labeling.retirement import RetirementRule, is_retired  # noqa: E402
+from labeling.rater_terms import FittedPopulation  # noqa: E402
+from labeling.retirement import RetirementRule  # noqa: E402
 
 OPTIONS = RaterModelOptions()
 
@@ -106,100 +113,120 @@ class ActiveRun:
     votes: np.ndarray
     total_votes: int
     refits: int
+    dry_refits: int
+    turned_away: int
     em_seconds: float
     loop_seconds: float
     unretired_by_fits: int
+    budget_spent_at_fit: float  # share of the unretired photos whose budget was spent when a fit came
 
 
 class ActiveGame:
-    """The new pipeline's game loop (see the module docstring, (b))."""
+    """The app's game loop between and at fits (see the module docstring, (b))."""
 
     def __init__(self, world: World, rule: RetirementRule, *, explore: float, refit_min: int, refit_frac: float,
-                 use_model: bool):
-        self.w, self.rule, self.explore = world, rule, explore
+                 use_model: bool, model_sd: float, budget_share: float):
+        self.w, self.rule, self.explore, self.model_sd = world, rule, explore, model_sd
+        self.budget_share = budget_share
         self.refit_min, self.refit_frac = refit_min, refit_frac
         self.rng = np.random.default_rng([world.seed, 3])
         n_p, n_r = world.n_photos, world.n_raters
-        self.band = cm.RaterCrowd.band_of(world.crowd, world.real)
-        self.gap_of = (lambda: world.model_pred - self.est) if use_model else (lambda: np.full(n_p, np.nan))
+        self.predicted = world.model_pred if use_model else np.full(n_p, np.nan)
+        # A photo never fitted: no estimate, the neediest level, the hard cap as its budget.
         self.est, self.se = np.full(n_p, np.nan), np.full(n_p, np.inf)
+        self.level = np.zeros(n_p, np.int64)
+        self.budget = np.full(n_p, rule.hard_cap, np.int64)
+        self.retired = np.zeros(n_p, bool)
         self.n = np.zeros(n_p, np.int64)
-        self.keys = self.rng.random(n_p)
+        self.keys = self.rng.random(n_p)  # set at upload, never redrawn (the vote path does not touch it)
         self.voted = np.zeros((n_r, n_p), bool)
         cap = n_p * rule.hard_cap + 1
         self.photo, self.rater, self.age = (np.zeros(cap, np.int64) for _ in range(3))
         self.t = 0
-        self.fit = fit_raters([], [], [], n_photos=n_p, n_raters=n_r, options=OPTIONS)  # the priors only
-        self.fitted = False
-        self.refits, self.em_seconds, self.unretired = 0, 0.0, 0
-        self.level = np.zeros(n_p, np.int64)
-        self._relevel(np.arange(n_p))
+        self.fit = None
+        self.population = FittedPopulation.starting(OPTIONS)
+        self.votes_at_fit = 0
+        self.refits, self.dry_refits, self.turned_away, self.em_seconds, self.unretired = 0, 0, 0, 0.0, 0
+        self.spent_at_fit: list[float] = []
 
-    def typical_var(self, idx):
-        """The stored level's vote variance: a rater of the population's typical noise, bias known."""
-        _, noise_var, _ = self.fit.vote_terms(np.full(len(idx), -1), self.w.real[idx])
-        return noise_var
+    def own_variance(self, r: int, cands: np.ndarray) -> np.ndarray:
+        """The read's vote variance: the rater's stored noise and band SEs, or the population's."""
+        ages = self.w.real[cands]
+        if self.fit is None or self.fit.rater_votes[r] == 0:
+            return self.population.vote_variance(ages)
+        return self.population.vote_variance(ages, self.fit.noise[r], self.fit.band_bias_se[r])
 
-    def _relevel(self, idx):
-        gap = self.gap_of()[idx]
-        value = priority(self.se[idx], self.n[idx], self.typical_var(idx), gap, rule=self.rule)
-        self.level[idx] = priority_level(value)
+    def in_pool(self) -> np.ndarray:
+        return ~self.retired & (self.n < self.budget)
 
     def refit(self) -> bool:
-        """Fit on every vote so far; True when it leaves every photo retired."""
+        """The Celery job: fit every vote so far, then the pool until the next fit. True when every
+        photo is retired."""
+        open_before = ~self.retired
+        self.spent_at_fit.append(float(np.mean((self.n >= self.budget)[open_before])) if open_before.any() else 0.0)
         t0 = time.perf_counter()
-        warm = self.fit.warm_start() if self.fitted else None
-        self.fit = fit_raters(self.photo[:self.t], self.rater[:self.t], self.age[:self.t], n_photos=self.w.n_photos,
-                              n_raters=self.w.n_raters, band_age=self.w.real, warm_start=warm, options=OPTIONS)
+        warm = self.fit.warm_start() if self.fit is not None else None
+        p, r, a = self.photo[:self.t], self.rater[:self.t], self.age[:self.t]
+        self.fit = fit_raters(p, r, a, n_photos=self.w.n_photos, n_raters=self.w.n_raters, band_age=self.w.real,
+                              warm_start=warm, options=OPTIONS)
+        plan, self.population = plan_after_fit(
+            self.fit, vote_photo=p, vote_rater=r, votes_per_photo=self.n, band_age=self.w.real,
+            predicted=self.predicted, gold=np.full(self.w.n_photos, np.nan), rule=self.rule, model_sd=self.model_sd,
+            budget_share=self.budget_share)
         self.em_seconds += time.perf_counter() - t0
-        self.fitted, self.refits = True, self.refits + 1
-        was_out = self.level < 0
+        self.refits += 1
+        self.unretired += int(np.count_nonzero(self.retired & ~plan.retired))
         self.est, self.se = self.fit.estimate.copy(), self.fit.se.copy()
-        self._relevel(np.arange(self.w.n_photos))
-        self.unretired += int(np.count_nonzero(was_out & (self.level >= 0)))
-        return bool(np.all(self.level < 0))
+        self.level, self.budget, self.retired = plan.need_level, plan.budget, plan.retired
+        self.votes_at_fit = self.t
+        return bool(np.all(self.retired))
 
-    def vote(self, r: int) -> None:
+    def vote(self, r: int) -> bool:
+        """One request and, when a photo is served, the vote; False when the rater was turned away."""
+        gap = self.predicted - self.est
+
         def score(cands):
-            own = self.fit.vote_variance(r, self.w.real[cands])
-            return priority(self.se[cands], self.n[cands], own, self.gap_of()[cands], rule=self.rule)
+            return priority(self.se[cands], self.n[cands], self.own_variance(r, cands), gap[cands], rule=self.rule,
+                            model_sd=self.model_sd)
 
-        p = pick_photo(self.level, self.keys, ~self.voted[r], self.rng, explore=self.explore, score=score)
+        levels = np.where(self.in_pool(), self.level, -1)
+        p = pick_photo(levels, self.keys, ~self.voted[r], self.rng, explore=self.explore, score=score)
         if p < 0:
-            return
+            self.turned_away += 1
+            return False
         age = int(cm.draw_crowd_votes(self.w.stats, self.w.crowd, self.w.real[[p]], self.w.truth[[p]], [r], self.rng)[0])
-        offset, noise_var, bias_var = self.fit.vote_terms(r, self.w.real[p])
-        self.est[p], self.se[p] = add_vote(self.est[p], self.se[p], age, offset, noise_var, bias_var, OPTIONS.t_dof)
         self.n[p] += 1
         self.voted[r, p] = True
         self.photo[self.t], self.rater[self.t], self.age[self.t] = p, r, age
         self.t += 1
-        if is_retired(self.se[p], self.n[p], self.rule):
-            self.level[p] = -1
-        else:
-            self._relevel(np.array([p]))
-        self.keys[p] = self.rng.random()
+        return True
+
+    def fit_due(self) -> str | None:
+        if self.t == self.votes_at_fit:
+            return None
+        if self.t - self.votes_at_fit >= max(self.refit_min, self.refit_frac * self.votes_at_fit):
+            return "new votes"
+        if not self.in_pool().any():
+            return "pool ran dry"
+        return None
 
     def run(self) -> ActiveRun:
         t0 = time.perf_counter()
         stream = np.random.default_rng([self.w.seed, 4])
-        since = 0
-        while True:
+        done = False
+        while not done:
             for r in stream.choice(self.w.n_raters, 4096, p=self.w.crowd.activity):
-                if np.all(self.level < 0) or since >= max(self.refit_min, self.refit_frac * self.t):
+                reason = self.fit_due()
+                if reason:
+                    self.dry_refits += reason == "pool ran dry"
+                    done = self.refit()
                     break
-                before = self.t
                 self.vote(int(r))
-                since += self.t - before
-            else:
-                continue
-            since = 0
-            if self.refit():
-                break
         loop = time.perf_counter() - t0 - self.em_seconds
         return ActiveRun(label=self.fit.estimate, se=self.fit.se, votes=self.n.copy(), total_votes=self.t,
-                         refits=self.refits, em_seconds=self.em_seconds, loop_seconds=loop,
-                         unretired_by_fits=self.unretired)
+                         refits=self.refits, dry_refits=self.dry_refits, turned_away=self.turned_away,
+                         em_seconds=self.em_seconds, loop_seconds=loop, unretired_by_fits=self.unretired,
+                         budget_spent_at_fit=float(np.mean(self.spent_at_fit)) if self.spent_at_fit else 0.0)
 
 
 # --- Reporting ------------------------------------------------------------------------------------
@@ -213,7 +240,8 @@ def row(name: str, votes_per_photo: float, label, truth, extra: str = "") -> str
 def compare(world: World, args, target_se: float) -> dict:
     truth = world.truth
     print(f"\n## seed {world.seed}: {world.n_photos} photos, {world.n_raters} raters "
-          f"({int(world.crowd.spammer.sum())} spammers), target SE {target_se}, hard cap {args.hard_cap}")
+          f"({int(world.crowd.spammer.sum())} spammers), target SE {target_se}, hard cap {args.hard_cap}, "
+          f"budget share {args.budget_share:g}")
     t0 = time.perf_counter()
     p, r, a = fixed_votes(world, args.fixed_votes, 0)
     plain = plain_labels(p, a, world.n_photos)
@@ -223,7 +251,8 @@ def compare(world: World, args, target_se: float) -> dict:
     t_fit = time.perf_counter() - t0
     rule = RetirementRule(target_se=target_se, min_votes=args.min_votes, hard_cap=args.hard_cap)
     game = ActiveGame(world, rule, explore=args.explore, refit_min=args.refit_min, refit_frac=args.refit_frac,
-                      use_model=args.model_sd > 0)
+                      use_model=args.model_sd > 0, model_sd=args.model_sd if args.model_sd > 0 else 6.0,
+                      budget_share=args.budget_share)
     act = game.run()
     n_b = act.total_votes / world.n_photos
     k = max(1, round(n_b))
@@ -245,9 +274,12 @@ def compare(world: World, args, target_se: float) -> dict:
           f"(the paper's figure for APPA-REAL: 4.573)")
     z = (act.label - truth) / act.se
     saved = 1 - n_b / args.fixed_votes
-    print(f"\n(b) spent {act.total_votes} votes ({n_b:.2f}/photo, {saved:.1%} fewer than (a)); {act.refits} EM fits "
-          f"({act.em_seconds:.1f} s in all), game loop {act.loop_seconds:.1f} s; {act.unretired_by_fits} photos came back "
-          f"into the pool after a fit; final SE mean {np.mean(act.se):.3f}, calibration mean (err/SE)^2 = {np.mean(z ** 2):.2f}, "
+    print(f"\n(b) spent {act.total_votes} votes ({n_b:.2f}/photo, {saved:.1%} fewer than (a)); {act.refits} EM fits, "
+          f"{act.dry_refits} of them because the pool ran dry ({act.em_seconds:.1f} s in all), game loop "
+          f"{act.loop_seconds:.1f} s; {act.turned_away} requests turned away (nothing open for that rater); "
+          f"{act.unretired_by_fits} photos came back into the pool after a fit; at a fit, on average "
+          f"{act.budget_spent_at_fit:.1%} of the unretired photos had spent their budget; final SE mean "
+          f"{np.mean(act.se):.3f}, calibration mean (err/SE)^2 = {np.mean(z ** 2):.2f}, "
           f"|err| <= 1.96 SE for {np.mean(np.abs(z) <= 1.96):.1%}")
     band = world.crowd.band_of(world.real)
     print("\nMAE by the face's real-age band: | band | photos | (a) | (c) | (b) | (b) votes / photo |")
@@ -264,7 +296,8 @@ def compare(world: World, args, target_se: float) -> dict:
               f"{np.sqrt(np.mean((fit.band_bias - tb)[cells] ** 2)):.2f} years (true SD {np.std(tb[honest]):.2f}); "
               f"noise fitted/true median {np.median(fit.noise[heavy] / world.crowd.noise[heavy]):.2f}; "
               f"spammers' fitted noise median {np.median(fit.noise[(fit.rater_votes >= 50) & ~honest]):.1f} years")
-    return {"mae_a": errors(plain, truth)["mae"], "mae_b": errors(act.label, truth)["mae"], "votes_b": n_b}
+    return {"target": target_se, "mae_a": errors(plain, truth)["mae"], "mae_c": errors(fit.estimate, truth)["mae"],
+            "mae_b": errors(act.label, truth)["mae"], "votes_b": n_b}
 
 
 def scale(args) -> None:
@@ -302,6 +335,9 @@ def main():
     ap.add_argument("--explore", type=float, default=0.1)
     ap.add_argument("--refit-min", type=int, default=2000)
     ap.add_argument("--refit-frac", type=float, default=0.1)
+    ap.add_argument("--budget-share", type=float, default=DEFAULT_BUDGET_SHARE,
+                    help="share of the votes a photo still needs that its budget allows until the next fit "
+                         "(APPAREAL_POOL_BUDGET_SHARE)")
     ap.add_argument("--model-sd", type=float, default=6.0, help="simulated model prediction error SD; 0 = no model")
     ap.add_argument("--scale-photos", type=int, default=100_000)
     ap.add_argument("--scale-votes", type=int, default=40)
@@ -317,8 +353,16 @@ def main():
     if not args.scale_only:
         world = make_world(args.photos, args.raters, args.seed, args.model_sd)
         targets = [float(x) for x in args.sweep.split(",") if x] or [args.target_se]
-        for target in targets:
-            compare(world, args, target)
+        results = [compare(world, args, target) for target in targets]
+        print("\n## The issue's goal: the same or lower label MAE than (a) with at least 40% fewer votes; "
+              "with equal votes a lower MAE")
+        print(f"equal votes ({args.fixed_votes}): rater model MAE {results[0]['mae_c']:.3f} vs cleaned mean "
+              f"{results[0]['mae_a']:.3f}: {'met' if results[0]['mae_c'] < results[0]['mae_a'] else 'NOT met'}")
+        for r in results:
+            saved = 1 - r["votes_b"] / args.fixed_votes
+            met = saved >= 0.4 and r["mae_b"] <= r["mae_a"]
+            print(f"target SE {r['target']:g}: {r['votes_b']:.1f} votes/photo ({saved:.1%} fewer), MAE {r['mae_b']:.3f} "
+                  f"vs {r['mae_a']:.3f}: {'met' if met else 'NOT met'}")
     if not args.no_scale:
         scale(args)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")

@@ -123,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--worker-tmp-dir", default=None,
                         help="gunicorn's --worker-tmp-dir (its per-request heartbeat file), e.g. /dev/shm")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--redis-db", type=int, default=3, help="Redis database number of the served app (flushed)")
     parser.add_argument("--vote-count", type=int, default=25_000, help="votes per concurrency level (upper bound)")
     parser.add_argument("--read-count", type=int, default=12_000, help="requests per read benchmark (upper bound)")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds per phase (upper bound)")
@@ -139,6 +140,9 @@ def main(argv=None):
                         help="draw the votes from this many players (a seeded sample of those with tokens, the same "
                              "for the whole run: players who keep playing) instead of round-robin over all of them")
     parser.add_argument("--seed-only", action="store_true", help="(re)create and seed the database, then stop (no lock needed)")
+    parser.add_argument("--fit", action="store_true",
+                        help="run the rater fit (manage.py fit_raters) before the load, also on a reused database "
+                             "(a freshly seeded one is always fitted: the next-photo read needs the fitted columns)")
     args = parser.parse_args(argv)
     if args.quick:
         args.players, args.photos, args.votes = args.players // 10, args.photos // 10, args.votes // 10
@@ -148,7 +152,7 @@ def main(argv=None):
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
-        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
         "DJANGO_SETTINGS_MODULE": "appareal_site.settings",
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
@@ -188,6 +192,13 @@ def main(argv=None):
                           "labeling_playerprofile"):
                 conn.execute(f"VACUUM ANALYZE {table}")
         say(f"autovacuum {autovacuum}; VACUUM ANALYZE of the game's tables: {time.perf_counter() - t0:.0f} s")
+    if not seeded or args.fit:
+        # The rater fit writes what the next-photo read serves (levels, budgets, retirement); its time
+        # on this database is the EM job's at this size.
+        t0 = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        fit = run([PY, "manage.py", "fit_raters"], env, capture_output=True).stdout.strip().splitlines()[-1]
+        say(f"{fit} (wall {time.perf_counter() - t0:.1f} s, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f})")
     if args.seed_only:
         return
 
@@ -201,7 +212,7 @@ def main(argv=None):
     say(f"database: {sizes}; votes from {len(players)} players" + (" (--active-players)" if args.active_players else ""))
     plan = Path(tempfile.mkdtemp(prefix="bench-game-")) / "plan.json"
     plan.write_text(json.dumps({"players": players, "photos": photos}))
-    subprocess.run(["redis-cli", "-n", "3", "FLUSHDB"], check=False, capture_output=True)
+    subprocess.run(["redis-cli", "-n", str(args.redis_db), "FLUSHDB"], check=False, capture_output=True)
 
     gunicorn = [str(Path(PY).parent / "gunicorn"), "appareal_site.wsgi:application", "--bind", f"127.0.0.1:{args.port}",
                 "--workers", str(args.workers), "--backlog", "2048", "--log-level", "warning"]

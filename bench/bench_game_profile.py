@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.update(
     {
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/appareal_bench",
-        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/appareal_bench"),
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"),
         "DJANGO_SETTINGS_MODULE": "appareal_site.settings",
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key-" + "x" * 40,

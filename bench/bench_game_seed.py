@@ -158,8 +158,9 @@ def main(argv=None):
         award_rows.append((owner, "upload", upload_points, photo_id, None, None, created, week_of(created)))
         photo_rows.append(
             (photo_id, owner, "upload", "", f"originals/bench/{photo_id}.jpg", 224, 224, f"faces/bench/{photo_id}.jpg",
-             json.dumps({"box": [0, 0, 224, 224], "confidence": 1.0}), real_age, True, True, "active", False, created,
-             consensus.n_votes, consensus.n_kept, consensus.apparent_age, consensus.std, consensus.se, rng.random(), "")
+             json.dumps({"box": [0, 0, 224, 224], "confidence": 1.0}), real_age, True, True, True, True, "active", False,
+             created, consensus.n_votes, consensus.n_kept, consensus.apparent_age, consensus.std, consensus.se, rng.random(),
+             "")
         )
         if index % 20000 == 19999:
             print(f"  generated {index + 1} photos, {vote_id} votes ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -169,9 +170,11 @@ def main(argv=None):
 
     photo_columns, photo_defaults = with_defaults(
         Photo,
+        # (The rater fit's columns take their defaults: not fitted yet, the neediest level, the
+        # default budget. `manage.py fit_raters` fits them; bench_game.py runs it after seeding.)
         ["id", "owner_id", "source", "import_key", "image", "width", "height", "face_image", "face", "real_age", "consent",
-         "show_real_age", "status", "is_simulated", "created_at", "n_votes", "n_kept", "apparent_age", "apparent_age_std",
-         "apparent_age_se", "shuffle_key", "split"],
+         "consent_export", "consent_training", "show_real_age", "status", "is_simulated", "created_at", "n_votes", "n_kept",
+         "apparent_age", "apparent_age_std", "apparent_age_se", "shuffle_key", "split"],
     )
     copy(Photo._meta.db_table, photo_columns, (row + photo_defaults for row in photo_rows))
     reset_sequence(Photo._meta.db_table)

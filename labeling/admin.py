@@ -2,8 +2,9 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from labeling.models import DatasetExport, Photo, PhotoReport, PhotoStatus, PlayerProfile, Vote
+from labeling.models import DatasetExport, Photo, PhotoReport, PhotoStatus, PlayerProfile, RaterEstimate, RaterFitRun, Vote
 from labeling.services import moderation
+from labeling.services.gold import GoldRefused, set_gold
 
 
 @admin.register(PlayerProfile)
@@ -24,17 +25,21 @@ class ReportInline(admin.TabularInline):
 
 @admin.register(Photo)
 class PhotoAdmin(admin.ModelAdmin):
-    list_display = ["id", "thumbnail", "owner", "real_age", "apparent_age", "n_votes", "n_kept", "status", "split", "source", "created_at"]
-    list_filter = ["status", "source", "split", "is_simulated", "consent", "consent_export", "consent_training"]
+    list_display = ["id", "thumbnail", "owner", "real_age", "apparent_age", "crowd_estimate", "crowd_se", "n_votes", "n_kept",
+                    "status", "retired_at", "is_gold", "split", "source", "created_at"]
+    list_filter = ["status", "source", "split", "is_simulated", "is_gold", ("retired_at", admin.EmptyFieldListFilter),
+                   "consent", "consent_export", "consent_training"]
     search_fields = ["owner__username", "import_key"]
     raw_id_fields = ["owner", "predicted_by"]
     # The original is private: no file widget (it would need a public URL), a link to the
     # authenticated view instead; consent is the owner's to change (privacy.services.consent).
     exclude = ["image"]
     readonly_fields = ["thumbnail", "original", "consent", "consent_export", "consent_training", "consent_changed_at",
-                       "n_votes", "n_kept", "apparent_age", "apparent_age_std", "apparent_age_se", "face", "width", "height"]
+                       "n_votes", "n_kept", "apparent_age", "apparent_age_std", "apparent_age_se", "face", "width", "height",
+                       "crowd_estimate", "crowd_se", "crowd_votes", "need_level", "pool_until_votes", "retired_at", "is_gold",
+                       "gold_age"]
     inlines = [ReportInline]
-    actions = ["hide_photos", "restore_photos"]
+    actions = ["hide_photos", "restore_photos", "mark_gold", "unmark_gold"]
 
     @admin.display(description="face")
     def thumbnail(self, photo):
@@ -61,6 +66,22 @@ class PhotoAdmin(admin.ModelAdmin):
             moderation.restore_photo(staff_user=request.user, photo_id=photo_id)
             restored += 1
         self.message_user(request, f"Restored {restored} photo(s); deleted photos stay deleted.", messages.SUCCESS)
+
+    def _gold(self, request, queryset, gold: bool):
+        try:
+            changed = set_gold(photo_ids=list(queryset.values_list("pk", flat=True)), gold=gold)
+        except GoldRefused as exc:
+            self.message_user(request, f"Nothing changed: {exc.message}", messages.ERROR)
+            return
+        self.message_user(request, f"{len(changed)} photo(s) {'marked' if gold else 'no longer'} gold.", messages.SUCCESS)
+
+    @admin.action(description="Mark as gold (retired photos only; their label becomes fixed)")
+    def mark_gold(self, request, queryset):
+        self._gold(request, queryset, True)
+
+    @admin.action(description="No longer gold")
+    def unmark_gold(self, request, queryset):
+        self._gold(request, queryset, False)
 
 
 @admin.register(PhotoReport)
@@ -93,6 +114,30 @@ class VoteAdmin(admin.ModelAdmin):
     raw_id_fields = ["photo", "voter"]
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Written only by the rater fit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RaterEstimate)
+class RaterEstimateAdmin(ReadOnlyAdmin):
+    list_display = ["user", "n_votes", "bias", "bias_se", "noise", "noise_se", "fitted_at"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user", "fit"]
+
+
+@admin.register(RaterFitRun)
+class RaterFitRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "status", "trigger", "started_at", "duration_s", "votes", "photos", "raters", "iterations",
+                    "converged", "photos_updated", "photos_skipped", "photos_retired"]
+    list_filter = ["status", "trigger"]
+
+
 @admin.register(DatasetExport)
 class DatasetExportAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "purpose", "status", "progress", "requested_by", "created_at", "finished_at", "size_bytes",
@@ -113,8 +158,8 @@ def export_selected_photos(modeladmin, request, queryset):
     except ExportRejected as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
-    modeladmin.message_user(request, f"Export {export.pk} queued (photos consented for research exports, in the pool "
-                            "and with enough kept votes); follow it on the exports page.", messages.SUCCESS)
+    modeladmin.message_user(request, f"Export {export.pk} queued (of the selection: the photos consented for research "
+                            "exports, in the game and retired); follow it on the exports page.", messages.SUCCESS)
 
 
 @admin.action(description="Export dataset (again, with the selected exports' options)")

@@ -3,7 +3,8 @@
     <name>/train/000042.jpg             the stored (normalised) photo
     <name>/train/000042.jpg_face.jpg    its face crop (40% margin)
     <name>/gt_train.csv                 file_name,real_age,apparent_age,worker_age,worker_gender  (kept votes)
-    <name>/gt_avg_train.csv             file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age
+    <name>/gt_avg_train.csv             file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age,
+                                        apparent_age_rater,apparent_age_rater_se
     <name>/gt_dropped_train.csv         (optional) the votes the outlier rule dropped, same columns
     <name>/README.txt                   counts, date, consensus rule, consent statement
     (valid/ and test/ likewise)
@@ -31,7 +32,8 @@ from dataclasses import dataclass, field
 
 SPLITS = ("train", "valid", "test")
 VOTE_COLUMNS = ("file_name", "real_age", "apparent_age", "worker_age", "worker_gender")
-AVG_COLUMNS = ("file_name", "num_ratings", "apparent_age_avg", "apparent_age_std", "real_age")
+AVG_COLUMNS = ("file_name", "num_ratings", "apparent_age_avg", "apparent_age_std", "real_age", "apparent_age_rater",
+               "apparent_age_rater_se")
 CHUNK = 1024 * 1024
 
 CONSENT_STATEMENT = (
@@ -62,6 +64,9 @@ class ExportPhoto:
     # Consensus of the kept votes, as computed by labeling.consensus (std: sample std, ddof=1).
     apparent_age: float | None = None
     apparent_age_std: float | None = None
+    # The platform's rater-aware estimate and its standard error (labeling.rater_model), if fitted.
+    apparent_age_rater: float | None = None
+    apparent_age_rater_se: float | None = None
 
 
 @dataclass
@@ -163,7 +168,8 @@ class ExportWriter:
                 if dropped_rows is not None:
                     dropped_rows.writerow(row)
         self._csv(f"gt_avg_{split}.csv", AVG_COLUMNS).writerow(
-            (photo.file_name, n_kept, _fmt(photo.apparent_age), _fmt(photo.apparent_age_std), photo.real_age)
+            (photo.file_name, n_kept, _fmt(photo.apparent_age), _fmt(photo.apparent_age_std), photo.real_age,
+             _fmt(photo.apparent_age_rater), _fmt(photo.apparent_age_rater_se))
         )
         self.summary.photos[split] += 1
         self.summary.votes[split] += n_kept
@@ -216,6 +222,12 @@ def render_readme(name: str, created_at: dt.datetime, summary: ExportSummary, fi
         "gt_{split}.csv      one row per kept vote: " + ",".join(VOTE_COLUMNS),
         "gt_avg_{split}.csv  one row per photo: " + ",".join(AVG_COLUMNS),
         "                    apparent_age_avg / apparent_age_std: mean and sample std (ddof=1) of the kept votes",
+        "                    apparent_age_rater / apparent_age_rater_se: the platform's rater-aware apparent age and its",
+        "                    standard error: every rater's bias (years too old or young, per age band of the face) and",
+        "                    noise are estimated jointly with the photos' ages from every vote that counts (dropped",
+        "                    ones too, weighted down), so the estimate need not equal the mean of gt_{split}.csv; empty",
+        "                    when the platform has not fitted the photo yet; a standard error of 0 marks a reference",
+        "                    label fixed by the platform's staff",
         "gt_dropped_{split}.csv (when present) the votes dropped as outliers, same columns as gt_{split}.csv",
         "worker_age / worker_gender come from the voter's optional profile and may be empty.",
         "File names (NNNNNN = the photo's id on the platform) stay the same in every export, and a photo",

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 def _random_name(folder: str, ext: str) -> str:
@@ -109,6 +109,20 @@ class Split(models.TextChoices):
     TEST = "test", "test"
 
 
+# The rater fit's default vote budget for a photo it has not seen (retirement's hard cap).
+DEFAULT_POOL_BUDGET = 60
+
+
+def default_pool_budget() -> int:
+    return int(settings.APPAREAL.get("RETIRE_MAX_VOTES", DEFAULT_POOL_BUDGET))
+
+
+# The voting pool: active, not retired, not gold, and within the vote budget of the last fit. The
+# partial indexes below hold exactly these rows, and the next-photo SQL repeats the predicate.
+POOL = Q(status=PhotoStatus.ACTIVE, retired_at__isnull=True, is_gold=False, n_votes__lt=F("pool_until_votes"))
+GOLD_POOL = Q(status=PhotoStatus.ACTIVE, is_gold=True)
+
+
 class Photo(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="photos")
     source = models.CharField(max_length=8, choices=PhotoSource.choices, default=PhotoSource.UPLOAD)
@@ -150,6 +164,22 @@ class Photo(models.Model):
 
     split = models.CharField(max_length=5, choices=Split.choices, blank=True, default=Split.NONE, db_index=True)
 
+    # The rater-aware crowd (docs/crowd.md), written only by the rater fit (labeling.services.rater_fit);
+    # the vote path never touches these. crowd_votes: the counting votes the estimate rests on.
+    crowd_estimate = models.FloatField(null=True, blank=True)
+    crowd_se = models.FloatField(null=True, blank=True)
+    crowd_votes = models.PositiveIntegerField(default=0, db_default=0)
+    # The voting pool until the next fit: the neediest level first (0 = neediest), and the photo is
+    # served while n_votes < pool_until_votes and it is neither retired nor gold. A photo never
+    # fitted may take votes up to the hard cap (raw inserts get the default cap of 60).
+    need_level = models.SmallIntegerField(default=0, db_default=0)
+    pool_until_votes = models.PositiveIntegerField(default=default_pool_budget, db_default=DEFAULT_POOL_BUDGET)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    # Gold: a retired photo whose label staff fixed (gold_age); it anchors the rater fit and is
+    # served to new players now and then. Never shown to players as such.
+    is_gold = models.BooleanField(default=False, db_default=False)
+    gold_age = models.FloatField(null=True, blank=True)
+
     # The active model's predictions (modeling app).
     predicted_apparent_age = models.FloatField(null=True, blank=True)
     predicted_real_age = models.FloatField(null=True, blank=True)
@@ -160,7 +190,12 @@ class Photo(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["status", "n_kept", "shuffle_key"], name="photo_next_idx"),
+            # The next-photo read (labeling.selectors.voting): the neediest level of the pool, a
+            # random point of the shuffle keys in it; the whole pool from a random point (exploring);
+            # the gold photos from a random point.
+            models.Index(fields=["need_level", "shuffle_key"], condition=POOL, name="photo_pool_level_idx"),
+            models.Index(fields=["shuffle_key"], condition=POOL, name="photo_pool_key_idx"),
+            models.Index(fields=["shuffle_key"], condition=GOLD_POOL, name="photo_gold_key_idx"),
             models.Index(fields=["owner", "status"], name="photo_owner_idx"),
         ]
         constraints = [
@@ -270,3 +305,73 @@ class DatasetExport(models.Model):
 
     def __str__(self):
         return f"Export {self.pk} ({self.status})"
+
+
+class RaterEstimate(models.Model):
+    """One player's rater parameters from the latest fit of the rater model (docs/crowd.md): how
+    many years too old (+) or too young (-) they guess, overall and per age band of the face, and
+    how much their guesses scatter, each with its standard error. Written only by the rater fit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="rater_estimate")
+    n_votes = models.PositiveIntegerField(default=0)
+    bias = models.FloatField()
+    bias_se = models.FloatField()
+    # Per bias band of the face (the fit's band_edges: under 20, 20-39, 40-59, 60+), overall bias included.
+    band_bias = models.JSONField(default=list)
+    band_bias_se = models.JSONField(default=list)
+    band_votes = models.JSONField(default=list)
+    # The Gaussian-equivalent SD of the player's votes on a face of noise factor 1 ("scatter").
+    noise = models.FloatField()
+    noise_se = models.FloatField()
+    fit = models.ForeignKey("RaterFitRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    fitted_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"rater {self.user_id}: bias {self.bias:+.1f}, noise {self.noise:.1f}"
+
+
+class RaterFitStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class RaterFitRun(models.Model):
+    """One run of the rater fit: what it read, how the EM went, the population it found. The latest
+    succeeded run's population is the prior of players it has not seen; its max_vote_id tells the
+    periodic tick how many votes arrived since."""
+
+    status = models.CharField(max_length=10, choices=RaterFitStatus.choices, default=RaterFitStatus.RUNNING)
+    trigger = models.CharField(max_length=32, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    votes = models.PositiveIntegerField(default=0)
+    photos = models.PositiveIntegerField(default=0)
+    raters = models.PositiveIntegerField(default=0)
+    gold_photos = models.PositiveIntegerField(default=0)
+    max_vote_id = models.BigIntegerField(default=0)
+    iterations = models.PositiveIntegerField(default=0)
+    converged = models.BooleanField(default=False)
+    # Photos written, not written (no change), left for the next fit (a vote arrived while fitting);
+    # photos retired after the fit.
+    photos_updated = models.PositiveIntegerField(default=0)
+    photos_unchanged = models.PositiveIntegerField(default=0)
+    photos_skipped = models.PositiveIntegerField(default=0)
+    photos_retired = models.PositiveIntegerField(default=0)
+    # RaterPopulation.to_dict() plus band_edges, noise_band_edges, t_dof, and the rule it applied.
+    population = models.JSONField(default=dict, blank=True)
+    # Seconds per step: read, fit, write.
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            # One fit at a time (on PostgreSQL an advisory lock guards it as well).
+            models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="one_running_rater_fit"),
+        ]
+
+    def __str__(self):
+        return f"Rater fit {self.pk} ({self.status})"

@@ -18,10 +18,11 @@ The model only steers votes; its prediction never enters the label.
 Retired photos have value 0.  Below ``min_votes`` votes the standard error is not trusted to be
 smaller than that of the votes counted one by one (``sqrt(v / n)``).
 
-For PostgreSQL the value is stored as a small integer ``level`` (``priority_level``: half-octaves
-below the value of a photo without votes; 0 = neediest) refreshed on every vote and by the EM job,
-next to a random ``shuffle_key`` redrawn on every vote.  ``pick_photo`` is the read that the index
-(status, level, shuffle_key) serves, written out in numpy for the simulations and tests:
+In the database the value is stored as a small integer ``need_level`` (``priority_level``:
+half-octaves below the value of a photo without votes; 0 = neediest), written by each fit of the
+rater model (``labeling.pool_plan``), next to a random ``shuffle_key`` drawn at upload.
+``pick_photo`` is the read that the partial index (need_level, shuffle_key) over the pool serves
+(``labeling.selectors.voting``), written out in numpy for the simulations and tests:
 
 * with probability ``explore`` (default 10%) the first open photo after a random point of the
   shuffle keys, whatever its level: every photo in the pool keeps a positive chance on every

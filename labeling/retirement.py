@@ -4,15 +4,15 @@ its share of votes (pure; scalars or numpy arrays).
 A photo retires when
 
 * its estimate's standard error is at or below ``target_se`` AND it has at least ``min_votes``
-  human votes (the consensus rule's minimum, OUTLIER_MIN_VOTES: below it no vote is ever judged
-  an outlier, and a standard error from a handful of votes rests on the rater model alone), or
-* it has ``hard_cap`` human votes, whatever its standard error: a face the crowd cannot agree on
-  (or one only very noisy raters reached) must not eat the budget of many others.
+  votes that count (the consensus rule's minimum, OUTLIER_MIN_VOTES: below it no vote is ever
+  judged an outlier, and a standard error from a handful of votes rests on the rater model alone), or
+* it has ``hard_cap`` votes that count, whatever its standard error: a face the crowd cannot agree
+  on (or one only very noisy raters reached) must not eat the budget of many others.
 
-Retirement is re-evaluated whenever the estimate changes (each vote, each EM fit), so a photo
-whose standard error grows after a fit (a rater it counted on turned out to be a spammer) comes
-back into the pool; a photo at the cap never does.  Gold photos are never in the pool for
-labelling (their standard error is 0), which the caller handles by their status, not here.
+The app re-evaluates retirement at every fit of the rater model (``labeling.pool_plan``; the vote
+path only counts votes), so a photo whose standard error grows after a fit (a rater it counted on
+turned out to be a spammer) comes back into the pool; a photo at the cap never does.  Gold photos
+are retired by the caller (their standard error is 0).
 """
 from __future__ import annotations
 

@@ -9,3 +9,11 @@ def run_export_task(export_id: int) -> None:
     from labeling.services.exports import run_export
 
     run_export(export_id)
+
+
+@shared_task(name="labeling.rater_fit_tick", ignore_result=True)
+def rater_fit_tick_task() -> None:
+    """Celery beat's tick: fit the rater model when enough votes arrived (a cheap check otherwise)."""
+    from labeling.services.rater_fit import fit_if_due
+
+    fit_if_due()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from labeling.models import Photo, PhotoReport, PlayerProfile, Vote
+from labeling.models import Photo, PhotoReport, PlayerProfile, RaterEstimate, Vote
 from leaderboard.models import FriendRequest, Friendship, PlayerTotal, PlayerWeekTotal, PointsAward
 from privacy.models import AuditAction, AuditEvent
 from privacy.selectors import photo_lineage
@@ -51,8 +51,16 @@ def profile(user) -> dict:
     row = PlayerProfile.objects.filter(user_id=user.pk).first()
     if row is None:
         return {}
-    return {"kind": row.kind, "birth_year": row.birth_year, "gender": row.gender,
-            "flagged_outlier": row.flagged_outlier, "flagged_at": _iso(row.flagged_at)}
+    out = {"kind": row.kind, "birth_year": row.birth_year, "gender": row.gender,
+           "flagged_outlier": row.flagged_outlier, "flagged_at": _iso(row.flagged_at)}
+    # What the crowd model estimated of how the player guesses (their bias card), when fitted.
+    rater = RaterEstimate.objects.filter(user_id=user.pk).first()
+    if rater is not None:
+        out["rater_model"] = {"votes": rater.n_votes, "bias": rater.bias, "bias_se": rater.bias_se,
+                              "bias_by_face_age_band": rater.band_bias, "bias_se_by_face_age_band": rater.band_bias_se,
+                              "votes_by_face_age_band": rater.band_votes, "noise": rater.noise,
+                              "noise_se": rater.noise_se, "fitted_at": _iso(rater.fitted_at)}
+    return out
 
 
 def photos(user) -> list[dict]:

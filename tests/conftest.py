@@ -30,7 +30,10 @@ def _clear_cache():
     """Rate limits live in the cache; start every test with a clean one."""
     from django.core.cache import cache
 
+    from labeling.selectors.voting import forget_population
+
     cache.clear()
+    forget_population()  # the next-photo read's per-process copy of the latest rater fit
     yield
 
 

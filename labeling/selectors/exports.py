@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, PhotoStatus, PlayerKind, Vote
 from labeling.scoring import NON_COUNTING_KINDS
@@ -44,15 +44,23 @@ def export_path(export: DatasetExport) -> Path | None:
 CONSENT_FIELD = {ExportPurpose.RESEARCH: "consent_export", ExportPurpose.TRAINING: "consent_training"}
 
 
-def exportable_photos(*, min_kept_votes: int, include_simulated: bool = False, photo_ids=None,
+# Which photos an export holds: the retired ones (the default: the crowd's label reached its target
+# precision, or the vote cap), or those with a minimum number of kept votes (staff's choice).
+RULE_RETIRED = "retired"
+RULE_MIN_KEPT_VOTES = "min_kept_votes"
+
+
+def exportable_photos(*, min_kept_votes: int | None = None, include_simulated: bool = False, photo_ids=None,
                       purpose: str = ExportPurpose.RESEARCH) -> QuerySet[Photo]:
     """Photos an export may hold: consented for the export's purpose (research exports or model
-    training), in the pool (not hidden or deleted), enough kept votes.
+    training), in the game (not hidden or deleted), and retired (min_kept_votes None) or with at
+    least `min_kept_votes` kept votes.
 
     `n_kept` is the consensus cache; the export recomputes the consensus from the votes it writes
-    and drops photos that fall below `min_kept_votes` then (e.g. once simulated votes are left out).
+    and drops photos that fall below its minimum then (e.g. once simulated votes are left out).
     """
-    qs = Photo.objects.filter(consent=True, status=PhotoStatus.ACTIVE, n_kept__gte=min_kept_votes,
+    enough = Q(retired_at__isnull=False) if min_kept_votes is None else Q(n_kept__gte=min_kept_votes)
+    qs = Photo.objects.filter(enough, consent=True, status=PhotoStatus.ACTIVE,
                               **{CONSENT_FIELD[ExportPurpose(purpose)]: True})
     if not include_simulated:
         qs = qs.filter(is_simulated=False)

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from labeling.consensus import MAD_TO_SIGMA, ConsensusRule, compute_consensus
 from labeling.export_writer import ExportPhoto, ExportVote, ExportWriter, sha256_of
-from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, private_storage
+from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, PhotoStatus, private_storage
+from labeling.retirement import RetirementRule
 from labeling.selectors import exports as selectors
 from labeling.splits import PROPORTIONS, assign_splits
 
@@ -34,6 +35,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROGRESS_EVERY_S = 1.0
 STALE_RUNNING_AFTER = dt.timedelta(hours=6)
 HISTOGRAM_BIN_YEARS = 5
+
+
+class NothingRetired(RuntimeError):
+    """The default export (retired photos) found none: its message says why and what to do."""
 
 
 class ExportRejected(ValueError):
@@ -53,21 +58,21 @@ def clean_options(*, name="appareal", include_simulated=False, include_dropped=F
     name = (name or "appareal").strip()
     if not NAME_RE.match(name):
         raise ExportRejected("name", "Use 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit).")
-    if min_kept_votes in (None, ""):
-        min_kept_votes = settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"]
-    try:
-        min_kept_votes = int(min_kept_votes)
-    except (TypeError, ValueError):
-        raise ExportRejected("min_kept_votes", "Enter a whole number of votes.") from None
-    if not 1 <= min_kept_votes <= 10_000:
-        raise ExportRejected("min_kept_votes", "The minimum number of kept votes must be between 1 and 10000.")
     options = {
         "name": name,
         "purpose": str(purpose),
         "include_simulated": bool(include_simulated),
         "include_dropped": bool(include_dropped),
-        "min_kept_votes": min_kept_votes,
+        "rule": selectors.RULE_RETIRED,
     }
+    if min_kept_votes not in (None, ""):
+        try:
+            min_kept_votes = int(min_kept_votes)
+        except (TypeError, ValueError):
+            raise ExportRejected("min_kept_votes", "Enter a whole number of votes.") from None
+        if not 1 <= min_kept_votes <= 10_000:
+            raise ExportRejected("min_kept_votes", "The minimum number of kept votes must be between 1 and 10000.")
+        options.update(rule=selectors.RULE_MIN_KEPT_VOTES, min_kept_votes=min_kept_votes)
     if photo_ids is not None:
         options["photo_ids"] = sorted({int(pk) for pk in photo_ids})
     return options
@@ -149,18 +154,47 @@ def _grouped_votes(votes) -> Iterator[tuple[int, list[tuple]]]:
         yield current, bucket
 
 
+def _selection(options: dict) -> tuple[int | None, int, str]:
+    """(the minimum of kept votes for the photo query, or None for "retired"; the minimum of kept
+    votes written; the README's words). Records made before the retired rule carry only min_kept_votes."""
+    rule = options.get("rule") or (selectors.RULE_MIN_KEPT_VOTES if "min_kept_votes" in options else selectors.RULE_RETIRED)
+    if rule == selectors.RULE_MIN_KEPT_VOTES:
+        min_kept = int(options.get("min_kept_votes") or settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"])
+        return min_kept, min_kept, f"at least {min_kept} kept votes"
+    retirement = RetirementRule.from_settings(settings.APPAREAL)
+    return None, retirement.min_votes, (
+        f"retired: the rater-aware estimate's standard error at most {retirement.target_se:g} years with at least "
+        f"{retirement.min_votes} votes, or {retirement.hard_cap} votes (and at least {retirement.min_votes} kept "
+        "votes written)")
+
+
+def _nothing_retired(purpose: str) -> NothingRetired:
+    retired = Photo.objects.filter(retired_at__isnull=False, status=PhotoStatus.ACTIVE).count()
+    rule = RetirementRule.from_settings(settings.APPAREAL)
+    scope = "model training" if purpose == ExportPurpose.TRAINING else "research exports"
+    where = (f"{retired} photo(s) are retired, none of them consented for {scope}" if retired else
+             "No photo is retired yet")
+    return NothingRetired(
+        f"{where}. A photo retires when the rater fit finds its label precise enough (standard error <= "
+        f"{rule.target_se:g} years with >= {rule.min_votes} votes) or it reaches {rule.hard_cap} votes. Run "
+        "`manage.py fit_raters` (celery beat runs it every few minutes), or export by a minimum number of kept "
+        "votes instead.")
+
+
 def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
                      progress: Callable[[float], None] | None = None, written: list[int] | None = None) -> dict:
     """Write the zip for `options` to `path`; return the counts (and append the ids of the photos
     written to `written`, the export's lineage).  Removes `path` on failure."""
     rule = ConsensusRule.from_settings(settings.APPAREAL)
-    min_kept = options["min_kept_votes"]
+    query_min, min_kept, selection = _selection(options)
     include_simulated = options.get("include_simulated", False)
     purpose = options.get("purpose") or ExportPurpose.RESEARCH
     photos = selectors.exportable_photos(
-        min_kept_votes=min_kept, include_simulated=include_simulated, photo_ids=options.get("photo_ids"),
+        min_kept_votes=query_min, include_simulated=include_simulated, photo_ids=options.get("photo_ids"),
         purpose=purpose,
     )
+    if query_min is None and not options.get("photo_ids") and not photos.exists():
+        raise _nothing_retired(purpose)
     assign_missing_splits(photos)
     total = photos.count()
     votes = _grouped_votes(selectors.export_votes(photos, include_simulated=include_simulated))
@@ -172,21 +206,25 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
     scope = "model training" if purpose == ExportPurpose.TRAINING else "research exports"
     fields = {
         "Purpose": purpose,
-        "Photos included": (f"consent given for {scope}, in the voting pool (not hidden or deleted), at least "
-                            f"{min_kept} kept votes" + (", only the photos picked by staff" if options.get("photo_ids") else "")),
+        "Photos included": (f"consent given for {scope}, in the game (not hidden or deleted), {selection}"
+                            + (", only the photos picked by staff" if options.get("photo_ids") else "")),
         "Simulated photos and votes": "included (asked for)" if include_simulated else "excluded",
         "Model votes": "never included",
         "Consensus rule": (f"with >= {rule.min_votes} votes, drop every vote farther from the median than "
                            f"max({rule.mad_k:g} x {MAD_TO_SIGMA:g} x MAD, {rule.min_years:g} years); apparent age = mean "
                            "of the kept votes"),
+        "Rater-aware estimate": ("apparent_age_rater / apparent_age_rater_se in gt_avg: the platform's rater model "
+                                 "(each rater's bias and noise estimated jointly with the photos' ages) at its last fit, "
+                                 "from every vote that counts on the platform"),
         "Split": ("stratified by real age (5-year bands) in the APPA-REAL proportions 4113:1500:1978; "
                   "assigned once per photo, stable across exports"),
         "Dropped votes file": "included" if options.get("include_dropped") else "not included",
     }
     with ExportWriter(path, name=options["name"], created_at=created_at,
                       include_dropped=options.get("include_dropped", False)) as writer:
-        rows = photos.values_list("pk", "split", "real_age", "image", "face_image").iterator(chunk_size=2000)
-        for done, (pk, split, real_age, image, face_image) in enumerate(rows, start=1):
+        rows = photos.values_list("pk", "split", "real_age", "image", "face_image", "crowd_estimate",
+                                  "crowd_se").iterator(chunk_size=2000)
+        for done, (pk, split, real_age, image, face_image, rater_age, rater_se) in enumerate(rows, start=1):
             # Merge join: skip votes of photos that are not (or no longer) in the photo stream.
             while pending is not None and pending[0] < pk:
                 pending = next(votes, None)
@@ -216,6 +254,8 @@ def build_export_zip(path: str, options: dict, *, created_at: dt.datetime,
                 ),
                 apparent_age=consensus.apparent_age,
                 apparent_age_std=consensus.std,
+                apparent_age_rater=rater_age,
+                apparent_age_rater_se=rater_se,
             ))
             if written is not None:
                 written.append(pk)
@@ -258,18 +298,19 @@ def run_export(export_id: int, *, on_progress: Callable[[float], None] | None = 
         if on_progress:
             on_progress(fraction)
 
-    options = {"name": export.name, "min_kept_votes": settings.APPAREAL["EXPORT_MIN_KEPT_VOTES"],
-               **export.options, "purpose": export.purpose}
+    options = {"name": export.name, **export.options, "purpose": export.purpose}
     written: list[int] = []
     try:
         counts = build_export_zip(str(partial), options, created_at=started, progress=progress, written=written)
         sha = sha256_of(str(partial))
         os.replace(partial, final)
     except Exception as exc:  # noqa: BLE001 - recorded on the export, shown on the page
-        logger.exception("export %s failed", export.pk)
+        if not isinstance(exc, NothingRetired):
+            logger.exception("export %s failed", export.pk)
         partial.unlink(missing_ok=True)
+        message = str(exc) if isinstance(exc, NothingRetired) else f"{type(exc).__name__}: {exc}"
         DatasetExport.objects.filter(pk=export.pk).update(
-            status=ExportStatus.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+            status=ExportStatus.FAILED, error=message, finished_at=timezone.now()
         )
     else:
         _finish(export, relative, final, sha, counts, written)

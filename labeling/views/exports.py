@@ -42,8 +42,10 @@ class ExportRequestSerializer(serializers.Serializer):
                                                  help_text="Also simulated photos and simulated players' votes.")
     include_dropped = serializers.BooleanField(required=False, default=False,
                                                help_text="Also write the votes dropped as outliers.")
-    min_kept_votes = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
-                                              help_text="Only photos with at least this many kept votes.")
+    min_kept_votes = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1,
+        help_text="Photos with at least this many kept votes; null (default): the retired photos (the rater-aware "
+                  "label reached APPAREAL_TARGET_SE, or the vote cap).")
 
 
 class ExportSerializer(serializers.ModelSerializer):

@@ -14,6 +14,7 @@ from labeling.forms import ProfileForm, ReportForm, UploadForm
 from labeling.imaging import CropBox
 from labeling.models import Photo, PlayerProfile
 from labeling.selectors.photos import open_reports, photos_of, review_queue, visible_photo
+from labeling.selectors.raters import bias_card
 from labeling.services import accounts, moderation
 from labeling.services.uploads import UploadRejected, create_photo
 from labeling.throttling import UploadThrottle
@@ -164,6 +165,7 @@ def profile(request):
         "form": form,
         "profile": profile_row,
         "stats": player_stats(request.user),
+        "bias_card": bias_card(request.user),
         "you_vs_dex": you_vs_model(request.user),
     }
     return render(request, "labeling/profile.html", context, status=400 if form.errors else 200)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from labeling.selectors.crowd_research import crowd_model_stats
 from labeling.selectors.exports import can_export
 from labeling.selectors.research import research_stats
 
@@ -78,6 +79,39 @@ def export_histogram(histogram: dict) -> str | None:
     return _png(fig)
 
 
+def _histogram(values, *, xlabel: str, ylabel: str, color: str, bins, marker: float | None = None,
+               marker_label: str = "") -> str:
+    fig = Figure(figsize=(6, 2.6))
+    ax = fig.add_subplot()
+    ax.hist(values, bins=bins, color=color)
+    if marker is not None:
+        ax.axvline(marker, color="#d33", lw=1, label=marker_label)
+        ax.legend(loc="upper right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return _png(fig)
+
+
+def crowd_figures(crowd) -> dict:
+    """Votes per retired photo, the SE of the rater-aware estimates, the raters' biases and noise."""
+    figures = {}
+    if crowd.votes_per_retired.size:
+        top = int(max(crowd.votes_per_retired.max(), 1))
+        figures["retired_votes"] = _histogram(
+            crowd.votes_per_retired, xlabel="votes per retired photo", ylabel="photos", color="#5a9e6f",
+            bins=np.arange(0, top + 2) - 0.5 if top <= 80 else 60, marker=crowd.rule.hard_cap, marker_label="hard cap")
+    if crowd.se.size:
+        figures["se"] = _histogram(np.minimum(crowd.se, 10.0), xlabel="standard error of the rater-aware estimate "
+                                   "(years, 10 = 10 or more)", ylabel="photos", color="#3b6fd8", bins=50,
+                                   marker=crowd.rule.target_se, marker_label="target")
+    if crowd.rater_bias.size:
+        figures["bias"] = _histogram(np.clip(crowd.rater_bias, -15, 15), xlabel="rater bias (years too old +, too "
+                                     "young -)", ylabel="raters", color="#8a6fd8", bins=np.arange(-15, 15.5, 1.0))
+        figures["noise"] = _histogram(np.minimum(crowd.rater_noise, 40), xlabel="rater noise: SD of their guesses "
+                                      "(years, 40 = 40 or more)", ylabel="raters", color="#d88a3b", bins=40)
+    return figures
+
+
 CACHE_SECONDS = 120
 
 
@@ -92,7 +126,9 @@ def _page_data(include_simulated: bool) -> dict:
     export = stats.latest_export
     if export is not None and export.counts.get("apparent_age_histogram"):
         figures["export"] = export_histogram(export.counts["apparent_age_histogram"])
-    return {"stats": stats, "figures": figures, "export": export, "computed_at": timezone.now()}
+    crowd = crowd_model_stats(include_simulated=include_simulated)
+    figures.update(crowd_figures(crowd))
+    return {"stats": stats, "crowd": crowd, "figures": figures, "export": export, "computed_at": timezone.now()}
 
 
 @login_required

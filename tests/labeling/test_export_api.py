@@ -153,10 +153,22 @@ def test_admin_export_actions(client, voted_photos, eager, django_capture_on_com
 def test_shell_export_shows_in_the_api(api_client, researcher):
     from labeling.services.exports import export_now
 
-    export = export_now(name="shell")
+    export = export_now(name="shell", min_kept_votes=10)
     api_client.force_authenticate(researcher)
     data = api_client.get(f"/api/exports/{export.pk}/").json()
     assert data["requested_by"] is None and data["status"] == "succeeded" and data["counts"]["total_photos"] == 0
+
+
+def test_the_default_export_says_why_it_holds_nothing(api_client, researcher):
+    """By default an export holds the retired photos; before any fit there are none, and the
+    export fails with the reason and what to do (what a retrain's "export now" then reports)."""
+    from labeling.services.exports import export_now
+
+    export = export_now(name="early")
+    assert export.status == ExportStatus.FAILED
+    assert export.error.startswith("No photo is retired yet.") and "manage.py fit_raters" in export.error
+    assert "minimum number of kept votes" in export.error
+    assert export.options["rule"] == "retired" and "min_kept_votes" not in export.options
 
 
 @pytest.mark.celery_worker

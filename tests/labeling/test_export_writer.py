@@ -15,11 +15,12 @@ def _jpeg(path, color):
     return str(path)
 
 
-def _photo(tmp_path, n, split, votes):
+def _photo(tmp_path, n, split, votes, rater=None):
     return ExportPhoto(
         file_name=f"{n:06d}.jpg", split=split, image_path=_jpeg(tmp_path / f"i{n}.jpg", (n, 0, 0)),
         face_path=_jpeg(tmp_path / f"f{n}.jpg", (0, n, 0)), real_age=30 + n, votes=tuple(votes),
-        apparent_age=31.5, apparent_age_std=2.1213,
+        apparent_age=31.5, apparent_age_std=2.1213, apparent_age_rater=rater,
+        apparent_age_rater_se=None if rater is None else 0.61234,
     )
 
 
@@ -31,7 +32,8 @@ def test_layout_and_contents(tmp_path):
     when = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
     out = tmp_path / "x.zip"
     with ExportWriter(str(out), name="ds", created_at=when, include_dropped=True) as w:
-        w.add(_photo(tmp_path, 1, "train", [ExportVote(30, 25, "female"), ExportVote(33), ExportVote(90, kept=False)]))
+        w.add(_photo(tmp_path, 1, "train", [ExportVote(30, 25, "female"), ExportVote(33), ExportVote(90, kept=False)],
+                     rater=32.25))
         w.add(_photo(tmp_path, 2, "test", [ExportVote(40, None, "male")]))
         summary = w.finish({"Consensus rule": "test rule"})
     assert summary.as_dict()["total_votes"] == 3 and summary.dropped_votes["train"] == 1
@@ -51,7 +53,10 @@ def test_layout_and_contents(tmp_path):
         avg = _read_csv(zf, "ds/gt_avg_train.csv")
         assert tuple(avg[0]) == AVG_COLUMNS
         assert avg == [{"file_name": "000001.jpg", "num_ratings": "2", "apparent_age_avg": "31.5000",
-                        "apparent_age_std": "2.1213", "real_age": "31"}]
+                        "apparent_age_std": "2.1213", "real_age": "31", "apparent_age_rater": "32.2500",
+                        "apparent_age_rater_se": "0.6123"}]
+        # Not fitted yet: the rater-aware columns are empty.
+        assert _read_csv(zf, "ds/gt_avg_test.csv")[0]["apparent_age_rater"] == ""
         assert _read_csv(zf, "ds/gt_avg_valid.csv") == []
         readme = zf.read("ds/README.txt").decode()
         assert "2026-03-04T05:06:07" in readme and "test rule" in readme and "Consent" in readme

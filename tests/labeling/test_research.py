@@ -74,3 +74,27 @@ def test_research_page_is_cached_until_refreshed(client, crowd):
     make_photo(crowd[0].owner)
     assert client.get(reverse("research")).context["stats"].photos_in_pool == 2
     assert client.get(reverse("research") + "?refresh=1").context["stats"].photos_in_pool == 3
+
+
+def test_crowd_model_section(client, settings):
+    from labeling.selectors.crowd_research import crowd_model_stats
+    from labeling.services.gold import set_gold
+    from labeling.services.rater_fit import run_fit
+    from tests.labeling.crowd_helpers import voted_crowd
+
+    settings.APPAREAL = {**settings.APPAREAL, "TARGET_SE": 1.0, "BIAS_CARD_MIN_VOTES": 5}
+    client.force_login(make_user("boss", staff=True))
+    empty = client.get(reverse("research")).content.decode()
+    assert "No fit yet" in empty and 'id="fig-se"' not in empty
+    voted_crowd(n_photos=12, n_players=8, votes_per_photo=7, noise=(1.0, 4.0))
+    run = run_fit()
+    stats = crowd_model_stats()
+    assert stats.latest_fit.pk == run.pk and stats.photos == stats.fitted == 12
+    assert 0 < stats.retired < 12 and stats.in_pool == 12 - stats.retired and stats.at_cap == 0
+    assert stats.votes_per_retired.tolist() == [7] * stats.retired and stats.se.size == 12
+    assert stats.raters == 8 and stats.rater_noise.min() > 0
+    set_gold(photo_ids=[Photo.objects.filter(retired_at__isnull=False).first().pk])
+    assert crowd_model_stats().gold == 1
+    html = client.get(reverse("research") + "?refresh=1").content.decode()
+    for marker in ('id="fig-retired-votes"', 'id="fig-se"', 'id="fig-bias"', 'id="fig-noise"', f"Latest fit #{run.pk}"):
+        assert marker in html, marker

@@ -154,3 +154,16 @@ def test_a_failed_build_is_reported(player, monkeypatch):
     response = client.get("/api/me/export/")
     assert response.status_code == 409 and "No space left" in response.json()["detail"]
     assert not list(private("downloads").glob("*"))
+
+
+def test_the_download_holds_the_players_rater_estimate():
+    from labeling.services.rater_fit import run_fit
+    from privacy.personal_data import profile
+    from tests.labeling.crowd_helpers import voted_crowd
+
+    crowd = voted_crowd(n_photos=5, n_players=5, votes_per_photo=5)
+    player = crowd.players[0]
+    assert "rater_model" not in profile(player)
+    run_fit()
+    rater = profile(player)["rater_model"]
+    assert rater["votes"] == 5 and len(rater["bias_by_face_age_band"]) == 4 and rater["noise"] > 0

@@ -62,6 +62,13 @@ MATRIX = [
     ("post", "/api/models/train/", {"target": "nonsense"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 400}),
     ("get", "/research/photos/{pk}/maps/", None, {ANON: 302, OWNER: 403, OTHER: 403, STAFF: 200}),
     ("post", "/api/predict/", {}, {ANON: 401, OWNER: 400, OTHER: 400, STAFF: 400}),
+    # The rater-aware crowd (issue 15): everyone's own bias card; gold photos for staff ({pk} is
+    # not retired: staff get a 400 and nothing changes).
+    ("get", "/api/me/rater/", None, {ANON: 401, OWNER: 200, OTHER: 200, STAFF: 200}),
+    ("get", "/api/staff/gold/", None, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 200}),
+    ("post", "/api/staff/gold/", {"photo_ids": "{pk}"}, {ANON: 401, OWNER: 403, OTHER: 403, STAFF: 400}),
+    ("get", "/admin/labeling/raterfitrun/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
+    ("get", "/admin/labeling/raterestimate/", None, {ANON: 302, OWNER: 302, OTHER: 302, STAFF: 200}),
 ]
 
 # Privacy (issue 16): every new endpoint. Files answer 404 to anyone who may not see them (their
@@ -130,10 +137,13 @@ def test_personal_data_download_access(people, role, expected):
 @pytest.mark.parametrize("role", [ANON, OWNER, OTHER, STAFF])
 def test_access(people, role, method, template, data, expected):
     photo = make_photo(people[OWNER])
-    response = getattr(client_for(role, people), method)(template.format(pk=photo.pk), data or {})
+    data = {k: [photo.pk] if v == "{pk}" else v for k, v in (data or {}).items()}
+    as_json = {"format": "json"} if any(isinstance(v, list) for v in data.values()) else {}
+    response = getattr(client_for(role, people), method)(template.format(pk=photo.pk), data, **as_json)
     assert response.status_code == expected[role], (role, template, response.content[:300])
     if template.startswith("/staff/moderation/{pk}") and role != STAFF:
         assert Photo.objects.get(pk=photo.pk).status == PhotoStatus.ACTIVE
+    assert not Photo.objects.get(pk=photo.pk).is_gold
 
 
 @pytest.mark.parametrize("role", [ANON, OWNER, OTHER, STAFF])

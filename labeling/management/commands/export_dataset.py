@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("out", type=Path, help="where to write the zip (a file name, or a folder)")
         parser.add_argument("--name", default="appareal", help="top folder inside the zip")
         parser.add_argument("--min-kept-votes", type=int, default=None,
-                            help="only photos with at least this many kept votes (default: settings)")
+                            help="photos with at least this many kept votes (default: the retired photos)")
         parser.add_argument("--include-simulated", action="store_true",
                             help="also simulated photos and the simulated players' votes")
         parser.add_argument("--include-dropped", action="store_true",
