@@ -6,9 +6,12 @@ it again changes nothing:
 1. faces: a seeded sample of UTKFace's aligned faces (``../shared/data/utkface/aligned``, research
    data: it stays in MEDIA_ROOT and the database, both git-ignored) or, without it, the
    repository's own licensed fixtures with made-up ages, imported through the upload pipeline;
-2. the crowd simulator's votes, enough for every photo to reach the export's minimum;
+2. the crowd simulator's votes, then a fit of the rater model (labels with their standard errors,
+   the bias cards, the voting pool's plan);
 3. a dataset export for model training (the imported photos carry every consent scope; it is on
-   the Exports page to download);
+   the Exports page to download). It takes photos with at least MIN_KEPT_VOTES kept votes, the
+   exports page's alternative to the default rule (retired photos only): with a few simulated
+   votes per photo hardly any photo reaches the default target SE yet;
 4. a retrain through the app's retrain (a recipe, a few CPU minutes), whose promotion activates
    the model; the model player "DEX" then guesses every photo (and so is on the boards).
 """
@@ -28,6 +31,7 @@ from django.db.models import Count, Q
 from labeling.models import DatasetExport, ExportPurpose, ExportStatus, Photo, PlayerKind
 from labeling.services.exports import export_now
 from labeling.services.imports import import_faces_dir
+from labeling.services.rater_fit import fit_due, run_fit
 from labeling.services.simulation import simulate_crowd
 from modelhub.models import ModelVersion, RunStatus
 from modelhub.services.predictions import backfill_predictions
@@ -38,7 +42,8 @@ from modeling.data import age_from_name
 UTKFACE = settings.BASE_DIR.parent / "shared" / "data" / "utkface" / "aligned"
 FIXTURES = settings.BASE_DIR / "tests" / "fixtures"
 FIXTURE_AGES = FIXTURES / "demo_ages.csv"
-VOTES_PER_PHOTO = 15      # the export needs 10 kept votes a photo; a few are dropped as outliers
+VOTES_PER_PHOTO = 15      # the export takes photos with 10 kept votes; a few votes are dropped as outliers
+MIN_KEPT_VOTES = 10
 SIMULATED_PLAYERS = 40
 
 
@@ -115,13 +120,26 @@ def simulate_votes(options: DemoOptions, report: DemoReport, progress) -> None:
     report.say(f"crowd: {summary.line()}")
 
 
+def fit_crowd(report: DemoReport) -> None:
+    reason = fit_due()
+    if reason is None:
+        report.say("rater model: fitted on every vote already")
+        return
+    run = run_fit(trigger="demo")
+    if run is None:
+        report.say("rater model: another fit is running; the next tick publishes it")
+        return
+    report.say(f"rater model: fitted ({reason}) on {run.votes} votes, {run.photos} photos, {run.raters} raters")
+
+
 def make_export(report: DemoReport) -> DatasetExport:
     export = (DatasetExport.objects.filter(status=ExportStatus.SUCCEEDED, name="demo", purpose=ExportPurpose.TRAINING)
               .order_by("-pk").first())
     if export is not None:
         report.say(f"export: #{export.pk} is there already")
         return export
-    export = export_now(name="demo", include_simulated=True, purpose=ExportPurpose.TRAINING)
+    export = export_now(name="demo", include_simulated=True, purpose=ExportPurpose.TRAINING,
+                        min_kept_votes=MIN_KEPT_VOTES)
     if export.status != ExportStatus.SUCCEEDED:
         raise DemoFailed(f"the export failed: {export.error}")
     report.say(f"export: #{export.pk}, photos per split {export.counts.get('photos')}")
@@ -153,6 +171,7 @@ def set_up_demo(options: DemoOptions, *, progress: Callable = lambda it, **kw: i
     report = DemoReport()
     import_faces(options, report, progress)
     simulate_votes(options, report, progress)
+    fit_crowd(report)
     export = make_export(report)
     with watch_training():
         train_model(options, export, report)
