@@ -5,9 +5,11 @@ never a hidden or deleted one; among the photos in the voting pool (not retired,
 within the vote budget the last rater fit gave them: `labeling.models.POOL`), the one that most
 helps, with randomness so that no photo starves:
 
-* with probability NEXT_EXPLORE (0.1): the first open photo after a random point of the shuffle
-  keys over the whole pool, whatever its level: every photo in the pool keeps a chance on every
-  request;
+* with probability NEXT_EXPLORE (0.1): one of the first CANDIDATES open photos after a random point
+  of the shuffle keys over the whole pool, drawn uniformly, whatever its level: every photo in the
+  pool keeps a chance on every request (drawing among several evens out the chances of photos whose
+  keys lie close behind another's: with the first photo alone, a photo's chance is the gap before its
+  key, which varies a hundredfold at 100k photos);
 * with probability GOLD_SHARE (0.05), for a player with fewer than GOLD_MAX_PLAYER_VOTES votes: a
   gold photo the same way (same answer, same page: the player cannot tell);
 * otherwise the lowest `need_level` that has photos, up to CANDIDATES open photos after a random
@@ -72,8 +74,8 @@ def _from_random_point(where: str, limit: int) -> str:
 _LOWEST_LEVEL_SQL = _from_random_point(
     f"{_POOL_SQL} AND p.need_level = (SELECT MIN(q.need_level) FROM {_PHOTO} q WHERE {_POOL_SQL.replace('p.', 'q.')})",
     CANDIDATES)
-_EXPLORE_SQL = _from_random_point(_POOL_SQL, 1)
-_GOLD_PICK_SQL = _from_random_point(_GOLD_SQL, 1)
+_EXPLORE_SQL = _from_random_point(_POOL_SQL, CANDIDATES)
+_GOLD_PICK_SQL = _from_random_point(_GOLD_SQL, CANDIDATES)
 _PLAYER_VOTES_SQL = f"SELECT COUNT(*) FROM (SELECT 1 FROM {_VOTE} WHERE voter_id = %s LIMIT %s) t"
 _RATER_SQL = f"SELECT noise, band_bias_se FROM {_RATER} WHERE user_id = %s"
 
@@ -161,7 +163,7 @@ def _gold_for(user, rng: random.Random) -> Photo | None:
     if db.fetch(_PLAYER_VOTES_SQL, [user.pk, limit])[0][0] >= limit:
         return None
     found = _photos(_GOLD_PICK_SQL, user, rng.random())
-    return found[0] if found else None
+    return rng.choice(found) if found else None
 
 
 def next_photo_for(user, rng: random.Random | None = None) -> Photo | None:
@@ -172,7 +174,7 @@ def next_photo_for(user, rng: random.Random | None = None) -> Photo | None:
     if rng.random() < settings.APPAREAL["NEXT_EXPLORE"]:
         found = _photos(_EXPLORE_SQL, user, rng.random())
         if found:
-            return found[0]
+            return rng.choice(found)
     start = rng.random()
     photo = _most_helpful(user, _photos(_LOWEST_LEVEL_SQL, user, start))
     if photo is not None:
