@@ -32,7 +32,7 @@ from labeling.rater_terms import FittedPopulation
 from labeling.retirement import RetirementRule
 from labeling.scoring import NON_COUNTING_KINDS
 from labeling.services.rater_fit_input import FitInput, read_fit_input
-from labeling.services.rater_fit_output import PhotoRows, RaterRows, changed, subset, write_photos, write_raters
+from labeling.services.rater_fit_output import CHUNK, PhotoRows, RaterRows, changed, subset, write_photos, write_raters
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,11 @@ def _open_run(trigger: str) -> RaterFitRun | None:
 
 
 def _finish(run: RaterFitRun, data: FitInput, result: FitComputation, timings: dict) -> None:
-    """The one transaction that publishes the fit."""
+    """Publishes the fit: the raters in one transaction, the photos in batches of CHUNK (each photo
+    whole, each batch its own short transaction, so votes never wait long), then the run's
+    record, which says it succeeded only once everything is written. Killed in between, the run
+    stays "running" (the next fit marks it abandoned and writes every photo again): photos then
+    hold this fit's values or the previous one's, never a mix of the two within one photo."""
     now = timezone.now()
     t0 = time.perf_counter()
     photos = result.photos
@@ -119,25 +123,35 @@ def _finish(run: RaterFitRun, data: FitInput, result: FitComputation, timings: d
                        stored_level=data.stored_level, stored_budget=data.stored_budget,
                        stored_retired=data.stored_retired)
     with transaction.atomic():
-        # Raters first: the photo rows written last are locked (votes on them wait) only until the commit.
         raters = write_raters(result.raters, fit_id=run.pk, now=now)
-        t1 = time.perf_counter()
-        updated, retired_now = write_photos(subset(photos, to_write), now)
-        timings["write_photos"] = round(time.perf_counter() - t1, 3)
-        timings["write"] = round(time.perf_counter() - t0, 3)
-        retired = int((photos.retire & ~to_write).sum()) + retired_now
-        rule = retirement_rule()
-        RaterFitRun.objects.filter(pk=run.pk).update(
-            status=RaterFitStatus.SUCCEEDED, finished_at=now,
-            duration_s=round(timings["read"] + timings["fit"] + timings["write"], 3),
-            votes=data.n_votes, photos=int(data.photo_ids.size), raters=raters,
-            gold_photos=int(np.isfinite(data.gold).sum()), max_vote_id=data.max_vote_id,
-            iterations=result.fit.iterations, converged=result.fit.converged, photos_updated=updated,
-            photos_unchanged=int(data.photo_ids.size - to_write.sum()), photos_skipped=int(to_write.sum()) - updated,
-            photos_retired=retired, timings=timings,
-            population={**result.population.to_dict(), "target_se": rule.target_se, "min_votes": rule.min_votes,
-                        "hard_cap": rule.hard_cap},
-        )
+    t1 = time.perf_counter()
+    pending = subset(photos, to_write)
+    updated = retired_now = 0
+    for start in range(0, pending.ids.size, CHUNK):
+        with transaction.atomic():
+            written, retired_part = write_photos(subset(pending, _batch(pending.ids.size, start)), now)
+        updated, retired_now = updated + written, retired_now + retired_part
+    timings["write_photos"] = round(time.perf_counter() - t1, 3)
+    timings["write"] = round(time.perf_counter() - t0, 3)
+    retired = int((photos.retire & ~to_write).sum()) + retired_now
+    rule = retirement_rule()
+    RaterFitRun.objects.filter(pk=run.pk).update(
+        status=RaterFitStatus.SUCCEEDED, finished_at=now,
+        duration_s=round(timings["read"] + timings["fit"] + timings["write"], 3),
+        votes=data.n_votes, photos=int(data.photo_ids.size), raters=raters,
+        gold_photos=int(np.isfinite(data.gold).sum()), max_vote_id=data.max_vote_id,
+        iterations=result.fit.iterations, converged=result.fit.converged, photos_updated=updated,
+        photos_unchanged=int(data.photo_ids.size - to_write.sum()), photos_skipped=int(to_write.sum()) - updated,
+        photos_retired=retired, timings=timings,
+        population={**result.population.to_dict(), "target_se": rule.target_se, "min_votes": rule.min_votes,
+                    "hard_cap": rule.hard_cap},
+    )
+
+
+def _batch(size: int, start: int) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[start:start + CHUNK] = True
+    return mask
 
 
 def run_fit(*, trigger: str = "command") -> RaterFitRun | None:

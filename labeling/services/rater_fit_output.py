@@ -1,11 +1,14 @@
-"""What the rater fit writes, in one transaction: every photo's estimate, standard error, need
-level, vote budget and retirement, and every rater's estimates.
+"""What the rater fit writes: every photo's estimate, standard error, need level, vote budget and
+retirement, and every rater's estimates.
 
 A photo is written only when its `n_votes` is still the number of votes the fit saw: a vote cast
 while the fit ran leaves the photo as it was (its previous budget and level), and the next fit
-takes it. On PostgreSQL the photos go in as one `UPDATE ... FROM unnest(arrays)` per 50,000 photos
-(a round trip each, no row-by-row statements); elsewhere (SQLite) through `bulk_update`. Raters are
-upserted (`INSERT ... ON CONFLICT`) through the ORM's `bulk_create`.
+takes it. Every photo's columns are written together by one statement, so no photo is ever
+half-written. The photos go in batches of CHUNK, each its own transaction
+(`labeling.services.rater_fit`): a vote on a photo the fit has just written waits for that batch's
+commit, a fraction of a second, instead of for the whole write (8 s at 100k photos, measured). On
+PostgreSQL a batch is one `UPDATE ... FROM unnest(arrays)`; elsewhere (SQLite) a `bulk_update`.
+Raters are upserted (`INSERT ... ON CONFLICT`) in one transaction of their own: no vote reads them.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from django.db import connection
 
 from labeling.models import Photo, PhotoStatus, RaterEstimate
 
-CHUNK = 50_000
+CHUNK = 2_000
 
 
 @dataclass
@@ -125,7 +128,7 @@ def _write_photos_orm(rows: PhotoRows, now) -> tuple[int, int]:
 
 
 def write_photos(rows: PhotoRows, now) -> tuple[int, int]:
-    """(photos written, of which retired); call inside the fit's transaction."""
+    """(photos written, of which retired), for at most CHUNK photos; call inside a transaction."""
     if connection.vendor == "postgresql":
         return _write_photos_postgres(rows, now)
     return _write_photos_orm(rows, now)
